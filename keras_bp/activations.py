@@ -1,1 +1,406 @@
-"""Activation pairs."""
+"""Activation functions as forward/backward pairs.
+
+Each activation is a pair of plain functions on tensors:
+
+    forward(z)            -> (y, saved)
+    backward(saved, dy)   -> dz = dy * y'(z)
+
+The forward uses the same TensorFlow ops as `keras.activations`, so outputs
+match Keras's bit for bit; the backward is the derivative written out. Where
+the derivative is a function of the output (sigmoid, tanh, softmax, exp, elu,
+selu) the pair saves the output rather than recomputing it.
+
+`get(identifier)` returns the `ActivationPair` for a name (or a
+`keras.activations` function, or a pair); the module-level functions
+(`relu(x)`, `sigmoid(x)`, ...) apply an activation as a manual-gradient op,
+like their `keras.activations` namesakes.
+
+Derivatives (z: input, y: output, dy: upstream gradient, all the same shape):
+
+    linear        y = z                               dz = dy
+    relu          y = max(z, 0)                       dz = dy * [z > 0]
+      (general: negative_slope a, max_value m, threshold t, as Keras)
+                  y = z for t < z <= m, m above, a (z - t) below t
+                                                      dz = dy * ([t < z <= m] + a [z < t])
+    leaky_relu    y = z if z > 0 else a z             dz = dy * (1 if z > 0 else a)
+    sigmoid       y = 1 / (1 + e^-z)                  dz = dy * y (1 - y)
+    tanh          y = tanh z                          dz = dy * (1 - y^2)
+    softmax       y_i = e^z_i / sum_k e^z_k           dz = y * (dy - sum_k dy_k y_k)
+                  (the Jacobian dy_i/dz_j = y_i (delta_ij - y_j), applied
+                   without building it)
+    elu           y = z if z > 0 else alpha (e^z - 1) dz = dy * (1 if z > 0 else y + alpha)
+    selu          y = scale * elu(z, alpha)           dz = dy * (scale if z > 0 else y + scale alpha)
+    softplus      y = log(1 + e^z)                    dz = dy * sigmoid(z)
+    softsign      y = z / (1 + |z|)                   dz = dy / (1 + |z|)^2
+    silu/swish    y = z s, s = sigmoid(z)             dz = dy * s (1 + z (1 - s))
+    gelu (exact)  y = z Phi(z)                        dz = dy * (Phi(z) + z phi(z))
+      Phi: standard normal CDF = (1 + erf(z / sqrt 2)) / 2, phi its density
+    gelu (tanh)   y = z (1 + tanh u) / 2,  u = c (z + k z^3), c = sqrt(2/pi), k = 0.044715
+                                                      dz = dy * ((1 + tanh u) / 2
+                                                           + z (1 - tanh^2 u) c (1 + 3 k z^2) / 2)
+    hard_sigmoid  y = relu6(z + 3) / 6                dz = dy * [-3 < z < 3] / 6
+    exponential   y = e^z                             dz = dy * y
+
+At the kinks (z = 0 for relu) the derivative is taken as TensorFlow's own
+gradient takes it, so manual and autodiff agree everywhere.
+"""
+
+import functools
+import math
+from typing import Callable, NamedTuple
+
+import tensorflow as tf
+
+from keras_bp.core import manual_gradient
+
+
+class ActivationPair(NamedTuple):
+    """An activation's forward/backward pair and the name Keras knows it by."""
+
+    name: str
+    forward: Callable
+    backward: Callable
+    config: tuple = ()
+
+
+def _mask(condition, like):
+    return tf.cast(condition, like.dtype)
+
+
+# --- linear ---------------------------------------------------------------
+
+
+def _linear_forward(z):
+    return z, None
+
+
+def _linear_backward(saved, dy):
+    return dy
+
+
+# --- relu family ----------------------------------------------------------
+
+
+def _plain_relu_forward(z):
+    y = tf.nn.relu(z)
+    return y, y
+
+
+def _plain_relu_backward(y, dy):
+    # NOTE: y > 0 iff z > 0, so the output serves as the mask (TF does the same).
+    return dy * _mask(y > 0, dy)
+
+
+@functools.lru_cache(maxsize=None)
+def _relu_pair(negative_slope=0.0, max_value=None, threshold=0.0):
+    """ReLU with Keras's negative_slope a, max_value m, threshold t."""
+    a, m, t = negative_slope, max_value, threshold
+    config = (("negative_slope", a), ("max_value", m), ("threshold", t))
+    if a == 0 and m is None and t == 0:
+        return ActivationPair("relu", _plain_relu_forward, _plain_relu_backward, config)
+    if a != 0 and m is None and t == 0:
+        return _leaky_relu_pair(a)._replace(name="relu", config=config)
+
+    def forward(z):
+        # The forward is Keras's own formula (keras.activations.relu).
+        if t != 0:
+            y = tf.where(z > tf.cast(t, z.dtype), z, tf.zeros_like(z))
+        elif m == 6:
+            y = tf.nn.relu6(z)
+        else:
+            y = tf.nn.relu(z)
+        if m is not None and not (m == 6 and t == 0):
+            y = tf.clip_by_value(y, tf.cast(0.0, z.dtype), tf.cast(m, z.dtype))
+        if a != 0:
+            y = y - a * tf.nn.relu(tf.cast(t, z.dtype) - z)
+        return y, z
+
+    def backward(z, dy):
+        t_ = tf.cast(t, z.dtype)
+        passes = z > t_
+        if m is not None:
+            m_ = tf.cast(m, z.dtype)
+            # relu6 lets no gradient through at z = 6; clip_by_value does.
+            passes &= (z < m_) if (m == 6 and t == 0) else (z <= m_)
+        slope = _mask(passes, dy)
+        if a != 0:
+            slope += a * _mask(z < t_, dy)
+        return dy * slope
+
+    return ActivationPair("relu", forward, backward, config)
+
+
+@functools.lru_cache(maxsize=None)
+def _leaky_relu_pair(negative_slope=0.2):
+    a = negative_slope
+
+    def forward(z):
+        return tf.nn.leaky_relu(z, alpha=a), z
+
+    def backward(z, dy):
+        return tf.where(z > 0, dy, a * dy)
+
+    return ActivationPair("leaky_relu", forward, backward, (("negative_slope", a),))
+
+
+# --- sigmoid, tanh, softmax -------------------------------------------------
+
+
+def _sigmoid_forward(z):
+    y = tf.sigmoid(z)
+    return y, y
+
+
+def _sigmoid_backward(y, dy):
+    return dy * y * (1 - y)
+
+
+def _tanh_forward(z):
+    y = tf.tanh(z)
+    return y, y
+
+
+def _tanh_backward(y, dy):
+    return dy * (1 - y * y)
+
+
+@functools.lru_cache(maxsize=None)
+def _softmax_pair(axis=-1):
+    def forward(z):
+        if isinstance(axis, tuple):
+            # Keras's multi-axis softmax: exp(z - logsumexp(z)).
+            y = tf.exp(z - tf.reduce_logsumexp(z, axis=axis, keepdims=True))
+        else:
+            y = tf.nn.softmax(z, axis=axis)
+        return y, y
+
+    def backward(y, dy):
+        return y * (dy - tf.reduce_sum(dy * y, axis=axis, keepdims=True))
+
+    return ActivationPair("softmax", forward, backward, (("axis", axis),))
+
+
+# --- exponential-linear family ---------------------------------------------
+
+
+@functools.lru_cache(maxsize=None)
+def _elu_pair(alpha=1.0):
+    def forward(z):
+        y = tf.nn.elu(z)
+        if alpha != 1:
+            y = tf.where(z > 0, y, alpha * y)
+        return y, (z, y)
+
+    def backward(saved, dy):
+        z, y = saved
+        return tf.where(z > 0, dy, dy * (y + alpha))
+
+    return ActivationPair("elu", forward, backward, (("alpha", alpha),))
+
+
+_SELU_ALPHA = 1.6732632423543772848170429916717
+_SELU_SCALE = 1.0507009873554804934193349852946
+
+
+def _selu_forward(z):
+    y = tf.nn.selu(z)
+    return y, y
+
+
+def _selu_backward(y, dy):
+    return tf.where(y > 0, _SELU_SCALE * dy, dy * (y + _SELU_SCALE * _SELU_ALPHA))
+
+
+def _softplus_forward(z):
+    return tf.math.softplus(z), z
+
+
+def _softplus_backward(z, dy):
+    return dy * tf.sigmoid(z)
+
+
+def _softsign_forward(z):
+    return tf.nn.softsign(z), z
+
+
+def _softsign_backward(z, dy):
+    denominator = 1 + tf.abs(z)
+    return dy / (denominator * denominator)
+
+
+def _silu_forward(z):
+    s = tf.sigmoid(z)
+    # NOTE: tf.nn.silu is z * sigmoid(z); computing it here lets us keep s.
+    return z * s, (z, s)
+
+
+def _silu_backward(saved, dy):
+    z, s = saved
+    return dy * s * (1 + z * (1 - s))
+
+
+@functools.lru_cache(maxsize=None)
+def _gelu_pair(approximate=False):
+    c = math.sqrt(2 / math.pi)
+    k = 0.044715
+
+    def forward(z):
+        return tf.nn.gelu(z, approximate=approximate), z
+
+    def backward(z, dy):
+        if approximate:
+            tanh_u = tf.tanh(c * (z + k * z * z * z))
+            return dy * (0.5 * (1 + tanh_u) + 0.5 * z * (1 - tanh_u * tanh_u) * c * (1 + 3 * k * z * z))
+        cdf = 0.5 * (1 + tf.math.erf(z / math.sqrt(2)))
+        pdf = tf.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
+        return dy * (cdf + z * pdf)
+
+    return ActivationPair("gelu", forward, backward, (("approximate", approximate),))
+
+
+def _hard_sigmoid_forward(z):
+    return tf.nn.relu6(z + tf.constant(3.0, z.dtype)) / tf.constant(6.0, z.dtype), z
+
+
+def _hard_sigmoid_backward(z, dy):
+    return dy * _mask((z > -3) & (z < 3), dy) / 6
+
+
+def _exponential_forward(z):
+    y = tf.exp(z)
+    return y, y
+
+
+def _exponential_backward(y, dy):
+    return dy * y
+
+
+# --- lookup ------------------------------------------------------------------
+
+_PAIRS = {
+    "linear": ActivationPair("linear", _linear_forward, _linear_backward),
+    "relu": _relu_pair(),
+    "relu6": _relu_pair(max_value=6.0)._replace(name="relu6"),
+    "leaky_relu": _leaky_relu_pair(),
+    "sigmoid": ActivationPair("sigmoid", _sigmoid_forward, _sigmoid_backward),
+    "tanh": ActivationPair("tanh", _tanh_forward, _tanh_backward),
+    "softmax": _softmax_pair(),
+    "elu": _elu_pair(),
+    "selu": ActivationPair("selu", _selu_forward, _selu_backward),
+    "softplus": ActivationPair("softplus", _softplus_forward, _softplus_backward),
+    "softsign": ActivationPair("softsign", _softsign_forward, _softsign_backward),
+    "silu": ActivationPair("silu", _silu_forward, _silu_backward),
+    "swish": ActivationPair("swish", _silu_forward, _silu_backward),
+    "gelu": _gelu_pair(),
+    "hard_sigmoid": ActivationPair("hard_sigmoid", _hard_sigmoid_forward, _hard_sigmoid_backward),
+    "exponential": ActivationPair("exponential", _exponential_forward, _exponential_backward),
+}
+
+SUPPORTED = tuple(sorted(_PAIRS))
+
+
+def get(identifier):
+    """Returns the `ActivationPair` for a name, a `keras.activations` function or a pair.
+
+    Args:
+        identifier: `None` (linear), a name such as `"relu"`, a function from
+            `keras.activations` (matched by name), or an `ActivationPair`.
+
+    Raises:
+        ValueError: for anything else, listing the supported names.
+    """
+    if identifier is None:
+        return _PAIRS["linear"]
+    if isinstance(identifier, ActivationPair):
+        return identifier
+    name = identifier
+    if callable(identifier) and not isinstance(identifier, str):
+        name = getattr(identifier, "__name__", None)
+    if isinstance(name, str) and name in _PAIRS:
+        return _PAIRS[name]
+    raise ValueError(
+        f"Unknown activation: {identifier!r}. keras_bp supports these "
+        f"activations (by name or as keras.activations functions): {', '.join(SUPPORTED)}."
+    )
+
+
+def serialize(pair):
+    """The name Keras's `get_config` uses for an activation."""
+    return pair.name
+
+
+@functools.lru_cache(maxsize=None)
+def _op(pair):
+    return manual_gradient(pair.forward, pair.backward, name=pair.name)
+
+
+def apply(pair, x):
+    """Applies an `ActivationPair` to `x` as a manual-gradient op."""
+    return _op(pair)(x)
+
+
+# --- drop-ins for keras.activations ----------------------------------------
+
+
+def linear(x):
+    return x
+
+
+def relu(x, negative_slope=0.0, max_value=None, threshold=0.0):
+    return apply(_relu_pair(float(negative_slope), max_value, float(threshold)), x)
+
+
+def relu6(x):
+    return apply(_PAIRS["relu6"], x)
+
+
+def leaky_relu(x, negative_slope=0.2):
+    return apply(_leaky_relu_pair(float(negative_slope)), x)
+
+
+def sigmoid(x):
+    return apply(_PAIRS["sigmoid"], x)
+
+
+def tanh(x):
+    return apply(_PAIRS["tanh"], x)
+
+
+def softmax(x, axis=-1):
+    axis = tuple(axis) if isinstance(axis, (list, tuple)) else axis
+    return apply(_softmax_pair(axis), x)
+
+
+def elu(x, alpha=1.0):
+    return apply(_elu_pair(float(alpha)), x)
+
+
+def selu(x):
+    return apply(_PAIRS["selu"], x)
+
+
+def softplus(x):
+    return apply(_PAIRS["softplus"], x)
+
+
+def softsign(x):
+    return apply(_PAIRS["softsign"], x)
+
+
+def silu(x):
+    return apply(_PAIRS["silu"], x)
+
+
+swish = silu
+
+
+def gelu(x, approximate=False):
+    return apply(_gelu_pair(bool(approximate)), x)
+
+
+def hard_sigmoid(x):
+    return apply(_PAIRS["hard_sigmoid"], x)
+
+
+def exponential(x):
+    return apply(_PAIRS["exponential"], x)

@@ -1,0 +1,179 @@
+"""Dense: y = activation(x @ kernel + bias), with its backward written out."""
+
+import keras
+import tensorflow as tf
+
+from keras_bp import activations
+from keras_bp.core import manual_gradient
+from keras_bp.layers._validation import check_positive_int
+
+
+def dense_forward(activation, x, kernel, *bias):
+    """Forward of Dense with a fused activation.
+
+        z = x @ W + b          (..., units)
+        y = f(z)               (..., units)
+
+    Saves x and W for the matrix products of the backward, and what the
+    activation's backward needs (its output, for sigmoid, tanh, softmax).
+    """
+    z = _matmul(x, kernel)
+    if bias:
+        z = z + bias[0]
+    y, activation_saved = activation.forward(z)
+    return y, (x, kernel, activation_saved)
+
+
+def dense_backward(activation, saved, dy, use_bias):
+    """Backward of Dense.
+
+    With dy = dL/dy (..., units):
+
+        dz = dy * f'(z)                    (..., units)   activation's backward
+        dx = dz @ W^T                      (..., in)
+        dW = sum over rows of x^T dz       (in, units)    leading axes flattened
+        db = sum over rows of dz           (units,)
+    """
+    x, kernel, activation_saved = saved
+    dz = activation.backward(activation_saved, dy)
+    dx = _matmul(dz, tf.transpose(kernel))
+    x_rows = tf.reshape(x, (-1, tf.shape(x)[-1]))
+    dz_rows = tf.reshape(dz, (-1, tf.shape(dz)[-1]))
+    dkernel = tf.matmul(x_rows, dz_rows, transpose_a=True)
+    if use_bias:
+        return dx, dkernel, tf.reduce_sum(dz_rows, axis=0)
+    return dx, dkernel
+
+
+def _matmul(x, kernel):
+    if x.shape.rank == 2:
+        return tf.matmul(x, kernel)
+    # NOTE: (..., in) inputs are flattened to rows; each output element is the
+    # same dot product Keras computes.
+    rows = tf.matmul(tf.reshape(x, (-1, tf.shape(x)[-1])), kernel)
+    return tf.reshape(rows, tf.concat([tf.shape(x)[:-1], tf.shape(kernel)[-1:]], 0))
+
+
+def _dense_op(activation, use_bias):
+    def forward(x, kernel, *bias):
+        return dense_forward(activation, x, kernel, *bias)
+
+    def backward(saved, dy):
+        return dense_backward(activation, saved, dy, use_bias)
+
+    return manual_gradient(forward, backward, name=f"dense_{activation.name}")
+
+
+@keras.saving.register_keras_serializable(package="keras_bp")
+class Dense(keras.layers.Layer):
+    """Densely connected layer with a hand-derived backward pass.
+
+    Drop-in for `keras.layers.Dense`: same arguments, defaults, weights
+    (`kernel` of shape `(input_dim, units)`, then `bias` of shape `(units,)`)
+    and outputs. The activation's derivative is fused into Dense's backward
+    (see `dense_backward`). LoRA and quantization are not supported.
+
+    Args:
+        units: Positive integer, dimensionality of the output space.
+        activation: Activation name or `keras.activations` function (see
+            `keras_bp.activations.SUPPORTED`). `None` means linear.
+        use_bias: Whether the layer uses a bias vector.
+        kernel_initializer: Initializer for the kernel weights matrix.
+        bias_initializer: Initializer for the bias vector.
+        kernel_regularizer: Regularizer applied to the kernel.
+        bias_regularizer: Regularizer applied to the bias.
+        activity_regularizer: Regularizer applied to the output.
+        kernel_constraint: Constraint applied to the kernel.
+        bias_constraint: Constraint applied to the bias.
+
+    Input shape:
+        N-D tensor `(batch_size, ..., input_dim)`.
+
+    Output shape:
+        N-D tensor `(batch_size, ..., units)`.
+    """
+
+    def __init__(
+        self,
+        units,
+        activation=None,
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
+        activity_regularizer=None,
+        kernel_constraint=None,
+        bias_constraint=None,
+        **kwargs,
+    ):
+        for unsupported in ("lora_rank", "lora_alpha", "quantization_config"):
+            if kwargs.pop(unsupported, None) is not None:
+                raise ValueError(
+                    f"keras_bp.layers.Dense does not support {unsupported}; "
+                    "use keras.layers.Dense for LoRA or quantization."
+                )
+        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
+        self.units = check_positive_int("units", units)
+        self.activation = activations.get(activation)
+        self.use_bias = use_bias
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        self.bias_regularizer = keras.regularizers.get(bias_regularizer)
+        self.kernel_constraint = keras.constraints.get(kernel_constraint)
+        self.bias_constraint = keras.constraints.get(bias_constraint)
+        self.input_spec = keras.layers.InputSpec(min_ndim=2)
+        self.supports_masking = True
+        self._op = _dense_op(self.activation, use_bias)
+
+    def build(self, input_shape):
+        input_dim = input_shape[-1]
+        if input_dim is None:
+            raise ValueError(
+                "The last dimension of the input to Dense must be known, "
+                f"received: input_shape={tuple(input_shape)}"
+            )
+        self.kernel = self.add_weight(
+            name="kernel",
+            shape=(input_dim, self.units),
+            initializer=self.kernel_initializer,
+            regularizer=self.kernel_regularizer,
+            constraint=self.kernel_constraint,
+        )
+        if self.use_bias:
+            self.bias = self.add_weight(
+                name="bias",
+                shape=(self.units,),
+                initializer=self.bias_initializer,
+                regularizer=self.bias_regularizer,
+                constraint=self.bias_constraint,
+            )
+        else:
+            self.bias = None
+        self.input_spec = keras.layers.InputSpec(min_ndim=2, axes={-1: input_dim})
+
+    def call(self, inputs):
+        # Trap 1: read the weights here, outside the custom gradient.
+        weights = [tf.convert_to_tensor(self.kernel)]
+        if self.use_bias:
+            weights.append(tf.convert_to_tensor(self.bias))
+        return self._op(inputs, *weights)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.units,)
+
+    def get_config(self):
+        base_config = super().get_config()
+        config = {
+            "units": self.units,
+            "activation": activations.serialize(self.activation),
+            "use_bias": self.use_bias,
+            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+            "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+            "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
+            "bias_regularizer": keras.regularizers.serialize(self.bias_regularizer),
+            "kernel_constraint": keras.constraints.serialize(self.kernel_constraint),
+            "bias_constraint": keras.constraints.serialize(self.bias_constraint),
+        }
+        return {**base_config, **config}
