@@ -1,0 +1,763 @@
+"""GradientAudit: checks hand-derived gradients against autodiff while `fit` runs.
+
+At the start of training and then every `every` optimizer steps, the audit
+takes one batch of its own data and computes the gradient of the model's
+training loss (`compute_loss`, regularization losses included) with respect to
+every trainable variable twice, in one `tf.function`:
+
+    g_manual = dL/dw  as training computes it (the manual backward passes)
+    g_ref    = dL/dw  traced inside `keras_bp.autodiff()`: TensorFlow's
+               autodiff of the same forward math
+
+and compares them per variable:
+
+    max abs error   max |g_manual - g_ref|
+    rel error       ||g_manual - g_ref|| / ||g_ref||          (2-norms)
+    cosine          <g_manual, g_ref> / (||g_manual|| ||g_ref||)
+    non-finite      NaN/Inf counts of each, with plain reductions (trap 8:
+                    `check_numerics` is blind under XLA)
+
+A variable passes when `rel error <= rtol` or `max abs error <= atol`, and its
+non-finite entries sit at the same places in both. With `directions=k`, k
+central differences of the whole loss along random unit directions v in
+parameter space check the slope itself:
+
+    (L(w + eps v) - L(w - eps v)) / (2 eps)   against   <g_manual, v>
+
+Where it points: variables are grouped by layer and the layers ordered going
+backward from the loss (the last layer first). A wrong backward corrupts its
+own weights' gradients and, through its input gradient, every layer before
+it, so the first disagreeing layer on that path is the likely culprit (or, if
+its own backward is right, the input gradient of the layer after it).
+
+No side effects: every non-trainable variable (BatchNormalization moving
+statistics, the state of Dropout's seed generator, metric accumulators) is
+saved before each pass and assigned back after it, so both passes see the
+same random masks and training continues exactly as without the audit. The
+finite-difference perturbations are undone by assigning the saved weights
+back. The random directions come from stateless ops seeded by the audit's
+own NumPy generator, never from a global random state.
+"""
+
+import dataclasses
+import numbers
+import warnings
+from typing import List, Optional
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_bp.core import autodiff
+from keras_bp.gradcheck import GradientCheckError
+
+__all__ = [
+    "AuditRecord",
+    "DirectionCheck",
+    "GradientAudit",
+    "GradientAuditError",
+    "VariableAudit",
+]
+
+# Default tolerances by compute dtype. float32: manual and autodiff differ
+# only by summation order (relative ~1e-6); the tightest planted bug we must
+# catch is a 1% scaling. 16-bit compute rounds every intermediate to ~1e-3
+# (float16) or ~1e-2 (bfloat16) relative, in a different order in each pass.
+_DEFAULT_TOLERANCES = {
+    "float32": (1e-3, 1e-6),
+    "float64": (1e-6, 1e-10),
+    "float16": (5e-2, 1e-3),
+    "bfloat16": (2e-1, 1e-2),
+}
+
+# Finite differences: (eps, tolerance relative to the slope) by compute dtype.
+# NOTE: the loss is evaluated in the compute dtype, so the difference
+# quotient carries a rounding error of about ulp(L) / eps; eps = 1e-2 along a
+# unit direction keeps it near 1e-5 |L| in float32 while the truncation error
+# (eps^2 L''' / 6) stays far below the tolerance.
+_DIRECTION_SETTINGS = {
+    "float32": (1e-2, 5e-2),
+    "float64": (1e-4, 1e-6),
+    "float16": (1.0, 2e-1),
+    "bfloat16": (1.0, 5e-1),
+}
+
+_MACHINE_EPS = {"float32": 2.0**-23, "float64": 2.0**-52, "float16": 2.0**-10, "bfloat16": 2.0**-7}
+
+_ON_MISMATCH = ("warn", "raise", "stop")
+
+
+class GradientAuditError(GradientCheckError):
+    """Raised by `GradientAudit(on_mismatch="raise")`; the message names the variables."""
+
+
+@dataclasses.dataclass
+class VariableAudit:
+    """One trainable variable's comparison at one audit."""
+
+    path: str  # e.g. "dense_1/kernel"
+    layer: str  # the name of the layer that owns it
+    shape: tuple
+    max_abs_error: float
+    rel_error: float  # ||g_manual - g_ref|| / ||g_ref||
+    cosine: float
+    manual_nonfinite: int
+    reference_nonfinite: int
+    passed: bool
+
+
+@dataclasses.dataclass
+class DirectionCheck:
+    """One finite-difference check of the loss along a random unit direction."""
+
+    finite_difference: float  # (L(w + eps v) - L(w - eps v)) / (2 eps)
+    manual: float  # <g_manual, v>
+    reference: float  # <g_ref, v>
+    error: float  # |finite_difference - manual|
+    tolerance: float
+    passed: bool
+
+
+@dataclasses.dataclass
+class AuditRecord:
+    """The result of one audit. `str(record)` is a readable table."""
+
+    step: int
+    passed: bool
+    failed_variables: List[str]
+    variables: List[VariableAudit]
+    max_rel_error: float
+    loss: float
+    culprit: Optional[str] = None  # the first disagreeing layer, going back from the loss
+    culprit_next: Optional[str] = None  # the layer after it (its input gradient is the other suspect)
+    directions: List[DirectionCheck] = dataclasses.field(default_factory=list)
+    rtol: float = 0.0
+    atol: float = 0.0
+
+    @property
+    def failed_directions(self):
+        return sum(not d.passed for d in self.directions)
+
+    def __str__(self):
+        failed = len(self.failed_variables)
+        head = (
+            f"GradientAudit at step {self.step}: "
+            + ("passed" if self.passed else "MISMATCH")
+            + f", {failed} of {len(self.variables)} variables disagree with autodiff "
+            f"(rtol={self.rtol:g}, atol={self.atol:g}), loss={self.loss:.6g}"
+        )
+        width = max([len("variable")] + [len(v.path) for v in self.variables])
+        lines = [
+            head,
+            f"    {'variable':<{width}}  {'max abs err':>11}  {'rel err':>9}  "
+            f"{'cosine':>9}  non-finite (manual/ref)",
+        ]
+        # Disagreeing variables first, then the rest, each in audit order.
+        shown = [v for v in self.variables if not v.passed] + [
+            v for v in self.variables if v.passed
+        ]
+        for v in shown:
+            mark = "  " if v.passed else "x "
+            lines.append(
+                f"  {mark}{v.path:<{width}}  {v.max_abs_error:>11.3e}  "
+                f"{v.rel_error:>9.2e}  {v.cosine:>9.6f}  "
+                f"{v.manual_nonfinite}/{v.reference_nonfinite}"
+            )
+        for i, d in enumerate(self.directions):
+            mark = "  " if d.passed else "x "
+            lines.append(
+                f"  {mark}direction {i}: finite difference {d.finite_difference:.6e}, "
+                f"<g_manual, v> {d.manual:.6e} (error {d.error:.2e}, "
+                f"tolerance {d.tolerance:.2e})"
+            )
+        if self.culprit is not None:
+            suspect = f"the backward of layer '{self.culprit}'"
+            if self.culprit_next is not None:
+                suspect += (
+                    f" (or the input gradient of layer '{self.culprit_next}', "
+                    "the next layer towards the loss)"
+                )
+            lines.append(
+                f"likely culprit: {suspect}; layers before it may only inherit "
+                "its wrong input gradient."
+            )
+        return "\n".join(lines)
+
+
+class GradientAudit(keras.callbacks.Callback):
+    """Checks the model's manual gradients against autodiff during `fit`.
+
+    At the start of training and every `every` optimizer steps, computes the
+    gradients of the model's training loss on an audit batch with the manual
+    backward passes and inside `keras_bp.autodiff()`, and compares them per
+    trainable variable (see the module docstring for the formulas). Works
+    with any model: keras_bp layers, plain Keras layers (which agree
+    trivially) and users' own `manual_gradient` layers.
+
+    Example:
+        audit = keras_bp.callbacks.GradientAudit((x_val[:256], y_val[:256]), every=100)
+        model.fit(x, y, epochs=5, callbacks=[audit])
+        assert all(r.passed for r in audit.records)
+
+    Args:
+        data: The audit batch: an `(x, y)` or `(x, y, sample_weight)` tuple of
+            arrays (used whole, so keep it small), or a batched
+            `tf.data.Dataset` of such tuples (the next batch at each audit,
+            starting over when it runs out).
+        every: Audit every this many optimizer steps (counted with
+            `optimizer.iterations`, so `steps_per_execution > 1` works: the
+            audit runs at the first batch end at or after each multiple).
+        rtol: Relative tolerance on ||g_manual - g_ref|| / ||g_ref||.
+            `None`: by compute dtype, 1e-3 for float32, 5e-2 for float16,
+            0.2 for bfloat16.
+        atol: Absolute tolerance on max |g_manual - g_ref|, scaled by the
+            largest reference gradient entry when that exceeds 1 (for
+            gradients that cancel to almost zero). `None`: 1e-6 for float32,
+            1e-3 for float16, 1e-2 for bfloat16.
+        directions: Number of random unit directions for central
+            finite-difference checks of the whole loss (0: none).
+        on_mismatch: `"warn"` (a warning with the table), `"raise"` (stops
+            `fit` with a `GradientAuditError` naming the variables) or
+            `"stop"` (sets `model.stop_training`).
+        log_dir: If given, TensorBoard scalars (overall and per layer) are
+            written there.
+        verbose: 0 silent, 1 a summary at the end of training, 2 also one
+            line per audit.
+        seed: Seed of the random directions.
+
+    Attributes:
+        records: One `AuditRecord` per audit (`.step`, `.passed`,
+            `.failed_variables`, per-variable statistics, `.culprit`).
+    """
+
+    def __init__(
+        self,
+        data,
+        every=100,
+        rtol=None,
+        atol=None,
+        directions=0,
+        on_mismatch="warn",
+        log_dir=None,
+        verbose=1,
+        seed=0,
+    ):
+        super().__init__()
+        if isinstance(every, bool) or not isinstance(every, numbers.Integral) or every <= 0:
+            raise ValueError(f"every must be a positive integer, received: every={every!r}")
+        if (
+            isinstance(directions, bool)
+            or not isinstance(directions, numbers.Integral)
+            or directions < 0
+        ):
+            raise ValueError(
+                "directions must be a non-negative integer, received: "
+                f"directions={directions!r}"
+            )
+        for name, value in (("rtol", rtol), ("atol", atol)):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, numbers.Real) or value < 0
+            ):
+                raise ValueError(
+                    f"{name} must be None or a non-negative number, received: "
+                    f"{name}={value!r}"
+                )
+        if on_mismatch not in _ON_MISMATCH:
+            raise ValueError(
+                f"on_mismatch must be one of {_ON_MISMATCH}, received: "
+                f"on_mismatch={on_mismatch!r}"
+            )
+        self.every = int(every)
+        self.rtol = rtol
+        self.atol = atol
+        self.directions = int(directions)
+        self.on_mismatch = on_mismatch
+        self.log_dir = log_dir
+        self.verbose = verbose
+        self.records = []
+        self._data = _AuditData(data)
+        self._rng = np.random.RandomState(seed)
+        self._function = None
+        self._function_model = None
+        self._trace_count = 0
+        self._writer = None
+        self._epoch_records = []
+
+    # --- Callback hooks ----------------------------------------------------
+
+    def on_train_begin(self, logs=None):
+        self._epoch_records = []
+        if self.log_dir is not None:
+            self._writer = tf.summary.create_file_writer(self.log_dir)
+        self._last_audited = None
+        self._audit(self._step())
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = self._step()
+        if self._last_audited is not None and step // self.every <= self._last_audited // self.every:
+            return
+        record = self._audit(step)
+        if logs is not None:
+            logs["audit_max_rel_error"] = record.max_rel_error
+            logs["audit_failed"] = len(record.failed_variables)
+
+    def on_epoch_end(self, epoch, logs=None):
+        # History and CSVLogger read epoch logs only, and CSVLogger wants the
+        # same keys every epoch: the worst audit of this epoch, or the latest
+        # audit when none ran during the epoch.
+        records = self._epoch_records or self.records[-1:]
+        self._epoch_records = []
+        if logs is not None and records:
+            logs["audit_max_rel_error"] = max(r.max_rel_error for r in records)
+            logs["audit_failed"] = max(len(r.failed_variables) for r in records)
+
+    def on_train_end(self, logs=None):
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        if self.verbose and self.records:
+            print(self.summary())
+
+    # --- Reporting ---------------------------------------------------------
+
+    def summary(self):
+        """A few lines on all audits so far: counts, worst error, variables that failed."""
+        if not self.records:
+            return "GradientAudit: no audits ran."
+        failed = [r for r in self.records if not r.passed]
+        worst = max(self.records, key=lambda r: r.max_rel_error)
+        lines = [
+            f"GradientAudit: {len(self.records)} audits (steps {self.records[0].step}"
+            f"..{self.records[-1].step}), {len(failed)} with mismatches; worst "
+            f"relative error {worst.max_rel_error:.2e} at step {worst.step}."
+        ]
+        if failed:
+            paths = []
+            for r in failed:
+                paths += [p for p in r.failed_variables if p not in paths]
+            lines.append("  variables that disagreed: " + ", ".join(paths))
+            culprits = []
+            for r in failed:
+                if r.culprit is not None and r.culprit not in culprits:
+                    culprits.append(r.culprit)
+            if culprits:
+                lines.append("  likely culprit layer(s): " + ", ".join(culprits))
+        else:
+            lines.append("  every manual gradient agreed with autodiff.")
+        return "\n".join(lines)
+
+    # --- The audit ---------------------------------------------------------
+
+    def _step(self):
+        return int(self.model.optimizer.iterations.numpy())
+
+    def _audit(self, step):
+        self._last_audited = step
+        if self._function is None or self._function_model is not self.model:
+            self._build()
+        batch = self._data.next_batch()
+        seed = self._rng.randint(0, 2**31 - 1, size=2).astype(np.int64)
+        out = self._function(batch, tf.constant(seed))
+        out = tf.nest.map_structure(lambda t: t.numpy(), out)
+        record = self._record(step, out)
+        self.records.append(record)
+        self._epoch_records.append(record)
+        self._report(record)
+        return record
+
+    def _build(self):
+        model = self.model
+        if not model.built:
+            raise ValueError(
+                "GradientAudit needs a built model; it runs inside fit, after "
+                "Keras builds the model."
+            )
+        self._function_model = model
+        self._variables = list(model.trainable_variables)
+        if not self._variables:
+            raise ValueError("GradientAudit: the model has no trainable variables to audit.")
+        self._paths = [_relative_path(model, v) for v in self._variables]
+        self._owner, self._layer_order = _layer_order(model, self._variables)
+        # Everything a forward pass may write: BatchNormalization moving
+        # statistics, seed-generator states, metric accumulators (compiled
+        # losses may track per-output losses).
+        state = []
+        seen = set()
+        for v in list(model.non_trainable_variables) + list(model.metrics_variables):
+            if id(v) not in seen:
+                seen.add(id(v))
+                state.append(v)
+        self._state = state
+        dtype = _compute_dtype(model)
+        rtol, atol = _DEFAULT_TOLERANCES.get(dtype, _DEFAULT_TOLERANCES["float32"])
+        self._rtol = rtol if self.rtol is None else float(self.rtol)
+        self._atol = atol if self.atol is None else float(self.atol)
+        self._eps, self._direction_rtol = _DIRECTION_SETTINGS.get(
+            dtype, _DIRECTION_SETTINGS["float32"]
+        )
+        self._loss_eps = _MACHINE_EPS.get(dtype, _MACHINE_EPS["float32"])
+        self._function = tf.function(
+            self._compare,
+            input_signature=[self._data.spec, tf.TensorSpec([2], tf.int64)],
+            jit_compile=bool(model.jit_compile),
+            # Like Keras's own train function: plain tracing, no AutoGraph.
+            autograph=False,
+        )
+
+    def _compare(self, batch, seed):
+        """Traced once: both gradients, their statistics and the direction checks."""
+        self._trace_count += 1
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(batch)
+        state = [tf.identity(v.value) for v in self._state]
+
+        loss, manual = self._loss_and_gradients(x, y, sample_weight)
+        self._restore(state)
+        # The autodiff switch is read at trace time: this pass is traced with
+        # every manual-gradient op running its forward only.
+        with autodiff():
+            _, reference = self._loss_and_gradients(x, y, sample_weight)
+        self._restore(state)
+
+        stats = [_compare_one(m, r) for m, r in zip(manual, reference)]
+        stats = {key: tf.stack([s[key] for s in stats]) for key in stats[0]}
+        stats["loss"] = tf.cast(loss, tf.float64)
+        if self.directions:
+            stats.update(self._direction_checks(x, y, sample_weight, manual, reference, state, seed))
+        return stats
+
+    def _loss_and_gradients(self, x, y, sample_weight):
+        model = self.model
+        with tf.GradientTape() as tape:
+            loss = self._loss(x, y, sample_weight)
+        # Unscaled loss in both passes: loss scaling is the optimizer's business,
+        # and leaving it out keeps the two passes comparable.
+        grads = tape.gradient(loss, self._variables)
+        dense = []
+        for v, g in zip(self._variables, grads):
+            if g is None:
+                dense.append(None)
+            else:
+                dense.append(tf.cast(tf.convert_to_tensor(g), tf.float64))
+        del model
+        return loss, dense
+
+    def _loss(self, x, y, sample_weight):
+        model = self.model
+        if model._call_has_training_arg:
+            y_pred = model(x, training=True)
+        else:
+            y_pred = model(x)
+        # Model's own training loss, regularization and add_loss losses included.
+        loss = model._compute_loss(
+            x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True
+        )
+        return tf.cast(loss, tf.float32)
+
+    def _restore(self, state):
+        for v, value in zip(self._state, state):
+            v.assign(value)
+
+    def _direction_checks(self, x, y, sample_weight, manual, reference, state, seed):
+        weights = [tf.identity(v.value) for v in self._variables]
+        directions = [
+            tf.random.stateless_normal(tf.shape(w), seed=seed + [0, i], dtype=tf.float64)
+            for i, w in enumerate(weights)
+        ]
+        results = {"fd": [], "fd_manual": [], "fd_reference": [], "fd_loss_scale": []}
+        for k in range(self.directions):
+            if k:
+                directions = [
+                    tf.random.stateless_normal(
+                        tf.shape(w), seed=seed + [k, i], dtype=tf.float64
+                    )
+                    for i, w in enumerate(weights)
+                ]
+            norm = tf.sqrt(tf.add_n([tf.reduce_sum(d * d) for d in directions]))
+            directions = [d / norm for d in directions]
+            losses, points = [], []
+            for sign in (1.0, -1.0):
+                for v, w, d in zip(self._variables, weights, directions):
+                    v.assign(w + tf.cast(sign * self._eps * d, w.dtype))
+                # The weights as assigned (after rounding to their dtype):
+                # the slope is compared along the step actually taken.
+                points.append([tf.cast(tf.identity(v.value), tf.float64) for v in self._variables])
+                losses.append(tf.cast(self._loss(x, y, sample_weight), tf.float64))
+                self._restore(state)
+            for v, w in zip(self._variables, weights):
+                v.assign(w)
+            step = [p - m for p, m in zip(points[0], points[1])]
+            two_eps = 2.0 * self._eps
+
+            def slope(grads):
+                return tf.add_n(
+                    [tf.reduce_sum(g * s) for g, s in zip(grads, step) if g is not None]
+                    or [tf.constant(0.0, tf.float64)]
+                ) / two_eps
+
+            results["fd"].append((losses[0] - losses[1]) / two_eps)
+            results["fd_manual"].append(slope(manual))
+            results["fd_reference"].append(slope(reference))
+            results["fd_loss_scale"].append(tf.maximum(tf.abs(losses[0]), tf.abs(losses[1])))
+        return {key: tf.stack(values) for key, values in results.items()}
+
+    def _record(self, step, out):
+        atol = self._atol * max(1.0, float(np.max(out["ref_max_abs"])))
+        variables = []
+        for i, v in enumerate(self._variables):
+            has_m, has_r = bool(out["has_manual"][i]), bool(out["has_reference"][i])
+            max_abs = float(out["max_abs"][i])
+            rel = float(out["rel"][i])
+            passed = (
+                has_m == has_r
+                and int(out["nonfinite_mismatch"][i]) == 0
+                and (rel <= self._rtol or max_abs <= atol)
+            )
+            variables.append(
+                VariableAudit(
+                    path=self._paths[i],
+                    layer=self._owner[i],
+                    shape=tuple(v.shape),
+                    max_abs_error=max_abs,
+                    rel_error=rel,
+                    cosine=float(out["cosine"][i]),
+                    manual_nonfinite=int(out["manual_nonfinite"][i]),
+                    reference_nonfinite=int(out["reference_nonfinite"][i]),
+                    passed=passed,
+                )
+            )
+        directions = []
+        for k in range(self.directions):
+            fd = float(out["fd"][k])
+            manual = float(out["fd_manual"][k])
+            reference = float(out["fd_reference"][k])
+            # Rounding of the two losses in the compute dtype, divided by
+            # 2 eps, plus a relative share for truncation (eps^2 L'''/6) and
+            # for the kinks (ReLU) that a step may cross.
+            noise = 64.0 * self._loss_eps * float(out["fd_loss_scale"][k]) / (2 * self._eps)
+            tolerance = self._direction_rtol * max(abs(fd), abs(reference)) + noise + atol
+            error = abs(fd - manual)
+            directions.append(
+                DirectionCheck(
+                    finite_difference=fd,
+                    manual=manual,
+                    reference=reference,
+                    error=error,
+                    tolerance=tolerance,
+                    passed=bool(error <= tolerance),
+                )
+            )
+        failed = [v.path for v in variables if not v.passed]
+        culprit, culprit_next = self._culprit(variables)
+        finite_rel = [v.rel_error for v in variables]
+        return AuditRecord(
+            step=step,
+            passed=not failed and all(d.passed for d in directions),
+            failed_variables=failed,
+            variables=variables,
+            max_rel_error=float(max(finite_rel)),
+            loss=float(out["loss"]),
+            culprit=culprit,
+            culprit_next=culprit_next,
+            directions=directions,
+            rtol=self._rtol,
+            atol=atol,
+        )
+
+    def _culprit(self, variables):
+        failing_layers = {v.layer for v in variables if not v.passed}
+        if not failing_layers:
+            return None, None
+        # Going backward from the loss: the last layer first.
+        backward = list(reversed(self._layer_order))
+        for i, layer in enumerate(backward):
+            if layer in failing_layers:
+                return layer, (backward[i - 1] if i > 0 else None)
+        return None, None
+
+    def _report(self, record):
+        if self._writer is not None:
+            with self._writer.as_default(step=record.step):
+                tf.summary.scalar("audit/max_rel_error", record.max_rel_error)
+                tf.summary.scalar("audit/failed_variables", len(record.failed_variables))
+                per_layer = {}
+                for v in record.variables:
+                    per_layer[v.layer] = max(per_layer.get(v.layer, 0.0), v.rel_error)
+                for layer, rel in per_layer.items():
+                    tf.summary.scalar(f"audit/{layer}/max_rel_error", rel)
+            self._writer.flush()
+        if self.verbose >= 2:
+            print(
+                f"\nGradientAudit step {record.step}: "
+                + ("passed" if record.passed else "MISMATCH")
+                + f", max rel error {record.max_rel_error:.2e}"
+            )
+        if record.passed:
+            return
+        if self.on_mismatch == "raise":
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
+            raise GradientAuditError(
+                "Manual gradients disagree with autodiff for "
+                + (", ".join(record.failed_variables) or "the loss's slope (directions)")
+                + ".\n"
+                + str(record)
+            )
+        if self.on_mismatch == "stop":
+            self.model.stop_training = True
+            if self.verbose:
+                print("\n" + str(record) + "\nGradientAudit: stopping training.")
+            return
+        warnings.warn(str(record), stacklevel=2)
+
+
+def _compare_one(manual, reference):
+    """Statistics of one variable's two gradients (float64; None means no gradient)."""
+    has_manual = tf.constant(manual is not None)
+    has_reference = tf.constant(reference is not None)
+    if manual is None and reference is None:
+        zero = tf.constant(0.0, tf.float64)
+        none = tf.constant(0, tf.int64)
+        return dict(
+            has_manual=has_manual, has_reference=has_reference, max_abs=zero, rel=zero,
+            cosine=tf.constant(1.0, tf.float64), ref_max_abs=zero,
+            manual_nonfinite=none, reference_nonfinite=none, nonfinite_mismatch=none,
+        )
+    if manual is None:
+        manual = tf.zeros_like(reference)
+    if reference is None:
+        reference = tf.zeros_like(manual)
+    # Trap 8: plain reductions, which XLA keeps.
+    finite_m = tf.math.is_finite(manual)
+    finite_r = tf.math.is_finite(reference)
+    both = tf.logical_and(finite_m, finite_r)
+    m = tf.where(both, manual, tf.zeros_like(manual))
+    r = tf.where(both, reference, tf.zeros_like(reference))
+    d = m - r
+    # reduce_max of an empty tensor is -inf; the appended 0 keeps it at 0.
+    max_abs = tf.reduce_max(tf.concat([tf.reshape(tf.abs(d), [-1]), [0.0]], 0))
+    ref_max_abs = tf.reduce_max(tf.concat([tf.reshape(tf.abs(r), [-1]), [0.0]], 0))
+    norm_d = tf.norm(tf.reshape(d, [-1]))
+    norm_r = tf.norm(tf.reshape(r, [-1]))
+    norm_m = tf.norm(tf.reshape(m, [-1]))
+    zero, one = tf.constant(0.0, tf.float64), tf.constant(1.0, tf.float64)
+    inf = tf.constant(np.inf, tf.float64)
+    rel = tf.where(
+        norm_r > 0, norm_d / tf.where(norm_r > 0, norm_r, one), tf.where(norm_d > 0, inf, zero)
+    )
+    denom = norm_m * norm_r
+    cosine = tf.where(
+        denom > 0,
+        tf.reduce_sum(m * r) / tf.where(denom > 0, denom, one),
+        tf.where(tf.logical_and(norm_m == 0, norm_r == 0), one, zero),
+    )
+    return dict(
+        has_manual=has_manual,
+        has_reference=has_reference,
+        max_abs=max_abs,
+        rel=rel,
+        cosine=tf.cast(cosine, tf.float64),
+        ref_max_abs=ref_max_abs,
+        manual_nonfinite=tf.reduce_sum(tf.cast(tf.logical_not(finite_m), tf.int64)),
+        reference_nonfinite=tf.reduce_sum(tf.cast(tf.logical_not(finite_r), tf.int64)),
+        nonfinite_mismatch=tf.reduce_sum(tf.cast(tf.not_equal(finite_m, finite_r), tf.int64)),
+    )
+
+
+class _AuditData:
+    """The audit batch source: a fixed tuple of arrays or a cycling tf.data.Dataset."""
+
+    def __init__(self, data):
+        if isinstance(data, tf.data.Dataset):
+            self._dataset = data
+            self._iterator = None
+            spec = data.element_spec
+            if not isinstance(spec, tuple) or len(spec) not in (2, 3):
+                raise ValueError(
+                    "GradientAudit's data must be an (x, y) or (x, y, sample_weight) "
+                    f"tuple or a tf.data.Dataset of such tuples, received a Dataset "
+                    f"with element_spec={spec!r}"
+                )
+            self.spec = spec
+            self._batch = None
+            return
+        if not isinstance(data, (tuple, list)) or len(data) not in (2, 3):
+            raise ValueError(
+                "GradientAudit's data must be an (x, y) or (x, y, sample_weight) tuple "
+                f"of arrays, or a tf.data.Dataset, received: {type(data).__name__}"
+                + (f" of length {len(data)}" if isinstance(data, (tuple, list)) else "")
+            )
+        self._dataset = None
+        self._batch = tuple(tf.nest.map_structure(_to_tensor, tuple(data)))
+        self.spec = tf.nest.map_structure(tf.TensorSpec.from_tensor, self._batch)
+
+    def next_batch(self):
+        if self._dataset is None:
+            return self._batch
+        if self._iterator is None:
+            self._iterator = iter(self._dataset)
+        try:
+            return next(self._iterator)
+        except StopIteration:
+            self._iterator = iter(self._dataset)
+            try:
+                return next(self._iterator)
+            except StopIteration:
+                raise ValueError("GradientAudit's dataset is empty.") from None
+
+
+def _to_tensor(array):
+    # Like fit's data adapters: float64 NumPy data becomes floatx.
+    if isinstance(array, np.ndarray) and array.dtype.kind == "f":
+        return tf.convert_to_tensor(array, dtype=keras.backend.floatx())
+    return tf.convert_to_tensor(array)
+
+
+def _compute_dtype(model):
+    dtypes = []
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if layer.trainable_weights:
+            dtypes.append(str(layer.compute_dtype))
+    for low in ("bfloat16", "float16"):
+        if low in dtypes:
+            return low
+    return dtypes[0] if dtypes else "float32"
+
+
+def _relative_path(model, variable):
+    # Layers built inside a Sequential get the model's name as a prefix
+    # ("sequential/dense/kernel"); report "dense/kernel" in every case.
+    path = variable.path
+    prefix = model.name + "/"
+    return path[len(prefix):] if path.startswith(prefix) else path
+
+
+def _layer_order(model, variables):
+    """The owning layer's name for each variable, and the layers in forward order.
+
+    Layers come in `model._flatten_layers` order: the topological order for
+    Sequential and functional models, the order of attribute assignment for
+    subclassed ones (which is the call order in the usual style).
+    """
+    owner = {}
+    order = []
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        if list(layer._flatten_layers(include_self=False, recursive=False)):
+            # A container (nested model or block): its leaves are listed too.
+            own = getattr(layer, "_trainable_variables", [])
+            if not own:
+                continue
+        order.append(layer.name)
+        for v in getattr(layer, "_trainable_variables", []):
+            owner.setdefault(id(v), layer.name)
+    names = []
+    for v in variables:
+        name = owner.get(id(v))
+        if name is None:
+            name = _relative_path(model, v).rsplit("/", 1)[0]
+            if name not in order:
+                order.append(name)
+        names.append(name)
+    return names, order
