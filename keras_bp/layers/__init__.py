@@ -1,5 +1,18 @@
 """Drop-in replacements for keras.layers with hand-derived backward passes."""
 
+from keras_bp.layers.activation import ELU, Activation, LeakyReLU, ReLU, Softmax
 from keras_bp.layers.dense import Dense
+from keras_bp.layers.dropout import Dropout
+from keras_bp.layers.reshaping import Flatten, Reshape
 
-__all__ = ["Dense"]
+__all__ = [
+    "Activation",
+    "Dense",
+    "Dropout",
+    "ELU",
+    "Flatten",
+    "LeakyReLU",
+    "ReLU",
+    "Reshape",
+    "Softmax",
+]
