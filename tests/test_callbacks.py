@@ -1,0 +1,469 @@
+"""Tests for keras_bp.callbacks.GradientAudit."""
+
+import csv
+import os
+import subprocess
+import sys
+import textwrap
+import warnings
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_bp
+from keras_bp.callbacks import GradientAudit, GradientAuditError
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+# --- A user-style manual-gradient layer with plantable bugs -------------------
+
+
+def _tanh_dense_forward(x, kernel, bias):
+    y = tf.tanh(x @ kernel + bias)
+    return y, (x, kernel, y)
+
+
+def _tanh_dense_backward(bug, saved, dy):
+    """y = tanh(x W + b): dz = dy (1 - y^2), dx = dz W^T, dW = x^T dz, db = sum dz."""
+    x, kernel, y = saved
+    if bug == "missing_term":
+        dz = dy  # the "- y^2" term of tanh' is missing
+    else:
+        dz = dy * (1.0 - y * y)
+    dx = dz @ tf.transpose(kernel)
+    dkernel = tf.transpose(x) @ dz
+    dbias = tf.reduce_sum(dz, axis=0)
+    if bug == "sign":
+        dkernel = -dkernel
+    elif bug == "scaled":
+        dkernel = 1.01 * dkernel
+    elif bug == "one_element":
+        dbias = dbias + dz[0]  # the first example's term counted twice
+    elif bug == "half_input":
+        dx = 0.5 * dx
+    elif bug == "nan":
+        dkernel = dkernel + np.nan
+    return dx, dkernel, dbias
+
+
+class TanhDense(keras.layers.Layer):
+    """What a user writes with keras_bp.manual_gradient; `bug` plants a mistake."""
+
+    def __init__(self, units, bug=None, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.bug = bug
+        self._op = keras_bp.manual_gradient(
+            _tanh_dense_forward,
+            lambda saved, dy: _tanh_dense_backward(bug, saved, dy),
+        )
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight(
+            name="kernel", shape=(input_shape[-1], self.units), initializer="glorot_uniform"
+        )
+        self.bias = self.add_weight(name="bias", shape=(self.units,), initializer="random_normal")
+
+    def call(self, x):
+        return self._op(x, tf.convert_to_tensor(self.kernel), tf.convert_to_tensor(self.bias))
+
+
+def _data(n=64, features=6, classes=3, seed=0):
+    rng = np.random.RandomState(seed)
+    x = rng.randn(n, features).astype("float32")
+    y = keras.utils.to_categorical(rng.randint(0, classes, n), classes).astype("float32")
+    return x, y
+
+
+def _planted_model(bug, jit_compile=False):
+    """first (keras_bp) -> planted (user layer) -> last (keras_bp), softmax cross-entropy."""
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((6,))
+    h = keras_bp.layers.Dense(8, activation="tanh", name="first")(inputs)
+    h = TanhDense(5, bug=bug, name="planted")(h)
+    outputs = keras_bp.layers.Dense(3, activation="softmax", name="last")(h)
+    model = keras.Model(inputs, outputs)
+    model.compile(
+        keras.optimizers.SGD(0.05),
+        keras_bp.losses.CategoricalCrossentropy(),
+        jit_compile=jit_compile,
+    )
+    return model
+
+
+def _fit(model, audit, x, y, **kwargs):
+    kwargs.setdefault("batch_size", 16)
+    kwargs.setdefault("epochs", 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return model.fit(x, y, callbacks=[audit], verbose=0, **kwargs)
+
+
+# Which variables each bug corrupts, and which layer the audit must point at.
+PLANTED = {
+    "sign": (["planted/kernel"], "planted"),
+    "scaled": (["planted/kernel"], "planted"),
+    "one_element": (["planted/bias"], "planted"),
+    "missing_term": (
+        ["planted/kernel", "planted/bias", "first/kernel", "first/bias"],
+        "planted",
+    ),
+    # A halved input gradient leaves the planted layer's own weights right
+    # and corrupts only the layer before it: the audit points at "first" and
+    # names "planted" as the other suspect.
+    "half_input": (["first/kernel", "first/bias"], "first"),
+}
+
+
+@pytest.mark.parametrize("bug", sorted(PLANTED))
+def test_planted_bug_is_flagged_and_located(bug):
+    x, y = _data()
+    model = _planted_model(bug)
+    audit = GradientAudit((x[:32], y[:32]), every=1000, on_mismatch="warn", verbose=0)
+    with pytest.warns(UserWarning, match="MISMATCH"):
+        model.fit(x, y, batch_size=16, epochs=1, callbacks=[audit], verbose=0)
+    record = audit.records[0]
+    expected, culprit = PLANTED[bug]
+    assert not record.passed
+    assert sorted(record.failed_variables) == sorted(expected)
+    # The correct layer after the bug (closer to the loss) is never blamed.
+    assert not any(p.startswith("last/") for p in record.failed_variables)
+    assert record.culprit == culprit
+    if bug == "half_input":
+        assert record.culprit_next == "planted"
+    table = str(record)
+    for path in expected:
+        assert path in table
+    assert f"likely culprit: the backward of layer '{culprit}'" in table
+
+
+def test_record_statistics_for_scaled_gradient():
+    x, y = _data()
+    model = _planted_model("scaled")
+    audit = GradientAudit((x[:32], y[:32]), every=1000, verbose=0, on_mismatch="stop")
+    _fit(model, audit, x, y)
+    stats = {v.path: v for v in audit.records[0].variables}
+    kernel = stats["planted/kernel"]
+    # dW_manual = 1.01 dW_ref: relative error 0.01, cosine 1.
+    np.testing.assert_allclose(kernel.rel_error, 0.01, rtol=1e-3)
+    np.testing.assert_allclose(kernel.cosine, 1.0, atol=1e-6)
+    assert kernel.layer == "planted" and kernel.shape == (8, 5)
+    assert stats["last/kernel"].rel_error < 1e-5
+    assert audit.records[0].max_rel_error == pytest.approx(kernel.rel_error)
+
+
+def _dropout_model(kind="sequential", mixed=False):
+    keras.utils.set_random_seed(7)
+    if kind == "sequential":
+        model = keras.Sequential(
+            [
+                keras.Input((6,)),
+                keras_bp.layers.Dense(16, activation="relu"),
+                keras_bp.layers.Dropout(0.4),
+                (keras.layers.Dense if mixed else keras_bp.layers.Dense)(8, activation="tanh"),
+                keras.layers.Dropout(0.2),
+                keras_bp.layers.Dense(3, activation="softmax", kernel_regularizer="l2"),
+            ]
+        )
+    elif kind == "subclassed":
+        model = SubclassedNet()
+    return model
+
+
+class SubclassedNet(keras.Model):
+    def __init__(self, bug=None):
+        super().__init__()
+        self.hidden = keras_bp.layers.Dense(12, activation="relu", name="hidden")
+        self.drop = keras_bp.layers.Dropout(0.3)
+        self.user = TanhDense(6, bug=bug, name="user")
+        self.out = keras.layers.Dense(3, activation="softmax", name="out")
+
+    def call(self, x, training=False):
+        return self.out(self.user(self.drop(self.hidden(x), training=training)))
+
+
+def test_no_false_alarms_over_full_runs_with_dropout():
+    x, y = _data(n=64)
+    for kind, mixed in (("sequential", False), ("sequential", True), ("subclassed", False)):
+        model = _dropout_model(kind, mixed)
+        model.compile(keras.optimizers.SGD(0.1), keras_bp.losses.CategoricalCrossentropy())
+        audit = GradientAudit((x[:32], y[:32]), every=2, directions=2, verbose=0, on_mismatch="raise")
+        _fit(model, audit, x, y, epochs=3)
+        assert len(audit.records) == 1 + 3 * 4 // 2
+        assert all(r.passed for r in audit.records), [str(r) for r in audit.records if not r.passed]
+        assert audit._trace_count == 1
+
+
+def test_subclassed_model_names_and_culprit():
+    x, y = _data()
+    keras.utils.set_random_seed(1)
+    model = SubclassedNet(bug="sign")
+    model.compile(keras.optimizers.SGD(0.1), "categorical_crossentropy")
+    audit = GradientAudit((x[:16], y[:16]), verbose=0, on_mismatch="stop")
+    _fit(model, audit, x, y)
+    record = audit.records[0]
+    assert record.failed_variables == ["user/kernel"]
+    assert record.culprit == "user" and record.culprit_next == "out"
+    paths = [v.path for v in record.variables]
+    assert paths == ["hidden/kernel", "hidden/bias", "user/kernel", "user/bias", "out/kernel", "out/bias"]
+
+
+def _snapshot(model):
+    return [v.numpy().copy() for v in model.variables] + [
+        v.numpy().copy() for v in model.optimizer.variables
+    ]
+
+
+def test_training_is_bit_identical_with_and_without_the_audit():
+    x, y = _data(n=64)
+
+    def run(with_audit):
+        keras.utils.set_random_seed(11)
+        model = keras.Sequential(
+            [
+                keras.Input((6,)),
+                keras_bp.layers.Dense(12, activation="relu"),
+                keras.layers.BatchNormalization(),
+                keras_bp.layers.Dropout(0.3),
+                keras.layers.Dropout(0.2),
+                keras_bp.layers.Dense(3, activation="softmax"),
+            ]
+        )
+        model.compile(keras.optimizers.Adam(0.01), "categorical_crossentropy", jit_compile=False)
+        cbs = [GradientAudit((x[:20], y[:20]), every=2, directions=1, verbose=0)] if with_audit else []
+        model.fit(x, y, batch_size=16, epochs=2, shuffle=False, callbacks=cbs, verbose=0)
+        return _snapshot(model), model.evaluate(x, y, verbose=0)
+
+    plain, plain_loss = run(False)
+    audited, audited_loss = run(True)
+    assert len(plain) == len(audited)
+    for a, b in zip(plain, audited):
+        np.testing.assert_array_equal(a, b)
+    assert plain_loss == audited_loss
+
+
+def test_traced_once_for_arrays_and_cycling_dataset():
+    x, y = _data(n=64)
+    # 20 examples in batches of 8: the last batch has 4, yet one trace serves all.
+    dataset = tf.data.Dataset.from_tensor_slices((x[:20], y[:20], np.ones(20, "float32"))).batch(8)
+    model = _planted_model(None)
+    audit = GradientAudit(dataset, every=1, verbose=0, on_mismatch="raise")
+    _fit(model, audit, x, y, batch_size=8)
+    assert len(audit.records) == 9  # step 0 and each of the 8 steps: the dataset cycled
+    assert audit._trace_count == 1
+    assert all(r.passed for r in audit.records)
+    assert [r.step for r in audit.records] == list(range(9))
+
+
+def test_on_mismatch_raise_stops_fit_naming_the_variables():
+    x, y = _data()
+    model = _planted_model("sign")
+    audit = GradientAudit((x[:16], y[:16]), on_mismatch="raise", verbose=0)
+    with pytest.raises(GradientAuditError, match="planted/kernel") as info:
+        model.fit(x, y, batch_size=16, epochs=2, callbacks=[audit], verbose=0)
+    assert isinstance(info.value, keras_bp.GradientCheckError)
+    assert int(model.optimizer.iterations.numpy()) == 0
+
+
+def test_on_mismatch_stop_sets_stop_training(capsys):
+    x, y = _data()
+    model = _planted_model("scaled")
+    audit = GradientAudit((x[:16], y[:16]), every=2, on_mismatch="stop", verbose=1)
+    history = _fit(model, audit, x, y, epochs=3)
+    # Keras checks stop_training at the end of each epoch.
+    assert len(history.history["loss"]) == 1
+    assert model.stop_training
+    out = capsys.readouterr().out
+    assert "stopping training" in out and "planted/kernel" in out
+
+
+def test_on_mismatch_warn_keeps_training_and_logs():
+    x, y = _data()
+    model = _planted_model("scaled")
+    audit = GradientAudit((x[:16], y[:16]), every=2, on_mismatch="warn", verbose=0)
+    with pytest.warns(UserWarning, match="planted/kernel"):
+        history = model.fit(x, y, batch_size=16, epochs=2, callbacks=[audit], verbose=0)
+    assert len(history.history["loss"]) == 2
+    assert history.history["audit_failed"] == [1, 1]
+    assert all(v > 5e-3 for v in history.history["audit_max_rel_error"])
+    assert [r.step for r in audit.records] == [0, 2, 4, 6, 8]
+
+
+def test_logs_history_csv_and_tensorboard(tmp_path):
+    x, y = _data()
+    model = _planted_model(None)
+    audit = GradientAudit((x[:16], y[:16]), every=3, verbose=0, log_dir=str(tmp_path / "tb"))
+    csv_path = tmp_path / "log.csv"
+    batch_logs = []
+    spy = keras.callbacks.LambdaCallback(on_train_batch_end=lambda b, logs: batch_logs.append(dict(logs)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        history = model.fit(
+            x, y, batch_size=16, epochs=2, verbose=0,
+            callbacks=[audit, keras.callbacks.CSVLogger(str(csv_path)), spy],
+        )
+    assert history.history["audit_failed"] == [0, 0]
+    assert all(v < 1e-4 for v in history.history["audit_max_rel_error"])
+    with open(csv_path) as f:
+        rows = list(csv.DictReader(f))
+    assert "audit_max_rel_error" in rows[0] and len(rows) == 2
+    # Batch logs (the progress bar's) carry the audit at audited steps only: 3 and 6.
+    audited = [i for i, logs in enumerate(batch_logs) if "audit_failed" in logs]
+    assert audited == [2, 5]
+    events = [f for _, _, files in os.walk(tmp_path / "tb") for f in files]
+    assert any(f.startswith("events.out.tfevents") for f in events)
+    tags = set()
+    for root, _, files in os.walk(tmp_path / "tb"):
+        for f in files:
+            for event in tf.compat.v1.train.summary_iterator(os.path.join(root, f)):
+                tags.update(v.tag for v in event.summary.value)
+    assert {"audit/max_rel_error", "audit/failed_variables", "audit/planted/max_rel_error"} <= tags
+
+
+def test_steps_per_execution_counts_optimizer_steps():
+    x, y = _data(n=128)
+    model = _planted_model(None)
+    model.compile(keras.optimizers.SGD(0.05), "categorical_crossentropy", steps_per_execution=2)
+    audit = GradientAudit((x[:16], y[:16]), every=3, verbose=0, on_mismatch="raise")
+    _fit(model, audit, x, y)  # 8 steps in 4 executions: batch ends at steps 2, 4, 6, 8
+    assert [r.step for r in audit.records] == [0, 4, 6]
+
+
+def test_jit_compile_counts_nonfinite_and_spares_correct_layers():
+    # trap 8: check_numerics is blind under XLA; the audit's plain reductions are not.
+    x, y = _data()
+    model = _planted_model("nan", jit_compile=True)
+    audit = GradientAudit((x[:16], y[:16]), verbose=0, on_mismatch="stop")
+    _fit(model, audit, x, y)
+    record = audit.records[0]
+    stats = {v.path: v for v in record.variables}
+    assert stats["planted/kernel"].manual_nonfinite == 8 * 5
+    assert stats["planted/kernel"].reference_nonfinite == 0
+    assert record.failed_variables == ["planted/kernel"]
+    assert stats["first/kernel"].rel_error < 1e-5 and stats["last/kernel"].rel_error < 1e-5
+
+
+def test_mixed_float16_no_false_alarms_and_bug_still_found():
+    x, y = _data(n=64)
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = _dropout_model("sequential", mixed=True)
+        model.compile(keras.optimizers.SGD(0.1), "categorical_crossentropy")
+        assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+        audit = GradientAudit((x[:32], y[:32]), every=1, directions=2, verbose=0, on_mismatch="raise")
+        _fit(model, audit, x, y, epochs=2)
+        assert len(audit.records) == 9 and all(r.passed for r in audit.records)
+        assert audit.records[0].rtol == 5e-2
+
+        model = _planted_model("sign")
+        audit = GradientAudit((x[:32], y[:32]), verbose=0, on_mismatch="stop")
+        _fit(model, audit, x, y)
+        assert audit.records[0].failed_variables == ["planted/kernel"]
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def test_directions_catch_a_forward_autodiff_gets_wrong():
+    # A forward with tf.stop_gradient fools autodiff and a matching manual
+    # backward alike; only the finite differences of the loss see the slope.
+    def forward(x, kernel):
+        return x @ tf.stop_gradient(kernel), kernel
+
+    def backward(kernel, dy):
+        return dy @ tf.transpose(kernel), tf.zeros_like(kernel)
+
+    class Frozen(keras.layers.Layer):
+        def build(self, input_shape):
+            self.kernel = self.add_weight(name="kernel", shape=(6, 3))
+            self._op = keras_bp.manual_gradient(forward, backward)
+
+        def call(self, x):
+            return self._op(x, tf.convert_to_tensor(self.kernel))
+
+    x, y = _data()
+    keras.utils.set_random_seed(2)
+    model = keras.Sequential([keras.Input((6,)), Frozen(name="frozen"), keras.layers.Softmax()])
+    model.compile(keras.optimizers.SGD(0.0), "categorical_crossentropy")
+    audit = GradientAudit((x[:32], y[:32]), directions=3, verbose=0, on_mismatch="stop")
+    _fit(model, audit, x, y)
+    record = audit.records[0]
+    # Both gradients are zero (autodiff gives None, the manual backward zeros): they agree.
+    assert record.failed_variables == []
+    assert record.failed_directions == 3 and not record.passed
+    assert "direction 0" in str(record)
+
+
+def test_regularization_loss_is_included():
+    x, y = _data()
+    keras.utils.set_random_seed(5)
+    model = keras.Sequential(
+        [keras.Input((6,)), keras_bp.layers.Dense(3, activation="softmax", kernel_regularizer=keras.regularizers.L2(0.5))]
+    )
+    model.compile(keras.optimizers.SGD(0.0), "categorical_crossentropy")
+    audit = GradientAudit((x[:32], y[:32]), verbose=0)
+    _fit(model, audit, x, y)
+    loss = float(model.evaluate(x[:32], y[:32], batch_size=32, verbose=0))
+    assert audit.records[0].loss == pytest.approx(loss, rel=1e-5)
+    assert audit.records[0].passed
+
+
+def test_summary_and_arguments():
+    x, y = _data()
+    model = _planted_model("sign")
+    audit = GradientAudit((x[:16], y[:16]), every=2, verbose=0, on_mismatch="stop")
+    _fit(model, audit, x, y)
+    summary = audit.summary()
+    assert "1 with mismatches" in summary and "planted/kernel" in summary
+    assert "likely culprit layer(s): planted" in summary
+    assert GradientAudit((x, y)).summary() == "GradientAudit: no audits ran."
+
+    with pytest.raises(ValueError, match="every must be a positive integer, received: every=0"):
+        GradientAudit((x, y), every=0)
+    with pytest.raises(ValueError, match="directions=-1"):
+        GradientAudit((x, y), directions=-1)
+    with pytest.raises(ValueError, match="on_mismatch=.ignore."):
+        GradientAudit((x, y), on_mismatch="ignore")
+    with pytest.raises(ValueError, match="rtol=-1"):
+        GradientAudit((x, y), rtol=-1)
+    with pytest.raises(ValueError, match="of length 1"):
+        GradientAudit((x,))
+    with pytest.raises(ValueError, match="element_spec"):
+        GradientAudit(tf.data.Dataset.from_tensor_slices(x))
+
+
+def test_mirrored_strategy_in_subprocess():
+    # Logical devices must be configured before TensorFlow starts.
+    script = textwrap.dedent(
+        """
+        import numpy as np, tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        import keras, keras_bp
+        from keras_bp.callbacks import GradientAudit
+        rng = np.random.RandomState(0)
+        x = rng.randn(64, 6).astype("float32")
+        y = keras.utils.to_categorical(rng.randint(0, 3, 64), 3)
+        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+        with strategy.scope():
+            model = keras.Sequential([keras.Input((6,)),
+                keras_bp.layers.Dense(8, activation="relu"), keras_bp.layers.Dropout(0.3),
+                keras_bp.layers.Dense(3, activation="softmax")])
+            model.compile(keras.optimizers.SGD(0.1), "categorical_crossentropy")
+        audit = GradientAudit((x[:16], y[:16]), every=2, directions=1, verbose=0,
+                              on_mismatch="raise")
+        model.fit(x, y, batch_size=16, epochs=2, callbacks=[audit], verbose=0)
+        assert strategy.num_replicas_in_sync == 2
+        assert all(r.passed for r in audit.records), audit.records
+        print("AUDITS", len(audit.records), audit._trace_count)
+        """
+    )
+    env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "AUDITS 5 1" in result.stdout
