@@ -219,7 +219,9 @@ class GradientAudit(keras.callbacks.Callback):
             gradients that cancel to almost zero). `None`: 1e-6 for float32,
             1e-3 for float16, 1e-2 for bfloat16.
         directions: Number of random unit directions for central
-            finite-difference checks of the whole loss (0: none).
+            finite-difference checks of the whole loss (0: none); each costs
+            four forward passes. A coarse check of the loss's slope (see
+            docs/audit.md): it sees forwards whose autodiff is wrong too.
         on_mismatch: `"warn"` (a warning with the table), `"raise"` (stops
             `fit` with a `GradientAuditError` naming the variables) or
             `"stop"` (sets `model.stop_training`).
@@ -285,6 +287,8 @@ class GradientAudit(keras.callbacks.Callback):
         self._function_key = None
         self._trace_count = 0
         self._writer = None
+        self._last_audited = -1
+        self._epoch_start = 0
         self._epoch_records = []
 
     # --- Callback hooks ----------------------------------------------------
@@ -293,12 +297,23 @@ class GradientAudit(keras.callbacks.Callback):
         self._epoch_records = []
         if self.log_dir is not None:
             self._writer = tf.summary.create_file_writer(self.log_dir)
-        self._last_audited = None
-        self._audit(self._step())
+        self._epoch_start = self._step()
+        self._audit(self._epoch_start)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_start = self._step()
 
     def on_train_batch_end(self, batch, logs=None):
+        # `batch` is the epoch's index of the last step run (with
+        # steps_per_execution > 1 calls come every few steps), so the step
+        # count is known without reading the variable, a device sync, after
+        # every batch. Read it only where an audit is due, to audit at the
+        # optimizer's own count (which a skipped mixed-precision step may
+        # hold back).
+        if not self._due(self._epoch_start + batch + 1):
+            return
         step = self._step()
-        if self._last_audited is not None and step // self.every <= self._last_audited // self.every:
+        if not self._due(step):
             return
         record = self._audit(step)
         if logs is not None:
@@ -354,6 +369,9 @@ class GradientAudit(keras.callbacks.Callback):
 
     def _step(self):
         return int(self.model.optimizer.iterations.numpy())
+
+    def _due(self, step):
+        return step // self.every > self._last_audited // self.every
 
     def _audit(self, step):
         self._last_audited = step
@@ -436,8 +454,7 @@ class GradientAudit(keras.callbacks.Callback):
             _, reference = self._loss_and_gradients(x, y, sample_weight)
         self._restore(state)
 
-        stats = [_compare_one(m, r) for m, r in zip(manual, reference)]
-        stats = {key: tf.stack([s[key] for s in stats]) for key in stats[0]}
+        stats = _compare_all(manual, reference)
         stats["loss"] = tf.cast(loss, tf.float64)
         if self.directions:
             stats.update(self._direction_checks(x, y, sample_weight, manual, reference, state, seed))
@@ -625,44 +642,61 @@ class GradientAudit(keras.callbacks.Callback):
         warnings.warn(str(record), stacklevel=2)
 
 
-def _compare_one(manual, reference):
-    """Statistics of one variable's two gradients (float64; None counts as zeros).
+def _compare_all(manual, reference):
+    """Per-variable statistics of the two gradients, in float64.
 
-    A missing gradient is zero: TensorFlow gives None where the loss does not
-    depend on a variable, a manual backward may give zeros there.
+    All variables go through one set of ops: the gradients are flattened into
+    one vector and reduced per variable with segment sums and maxima (a
+    constant number of ops, whatever the number of variables, keeps the trace
+    short).
     """
+    sizes = [int(np.prod(g.shape)) for g in manual]
+    count = len(sizes)
+    ids = tf.repeat(tf.range(count), sizes)
+    manual = tf.concat([tf.reshape(g, [-1]) for g in manual], 0)
+    reference = tf.concat([tf.reshape(g, [-1]) for g in reference], 0)
     # Trap 8: plain reductions, which XLA keeps.
     finite_m = tf.math.is_finite(manual)
     finite_r = tf.math.is_finite(reference)
     both = tf.logical_and(finite_m, finite_r)
-    m = tf.where(both, manual, tf.zeros_like(manual))
-    r = tf.where(both, reference, tf.zeros_like(reference))
+    zeros = tf.zeros_like(manual)
+    m = tf.where(both, manual, zeros)
+    r = tf.where(both, reference, zeros)
     d = m - r
-    # reduce_max of an empty tensor is -inf; the appended 0 keeps it at 0.
-    max_abs = tf.reduce_max(tf.concat([tf.reshape(tf.abs(d), [-1]), [0.0]], 0))
-    ref_max_abs = tf.reduce_max(tf.concat([tf.reshape(tf.abs(r), [-1]), [0.0]], 0))
-    norm_d = tf.norm(tf.reshape(d, [-1]))
-    norm_r = tf.norm(tf.reshape(r, [-1]))
-    norm_m = tf.norm(tf.reshape(m, [-1]))
-    zero, one = tf.constant(0.0, tf.float64), tf.constant(1.0, tf.float64)
-    inf = tf.constant(np.inf, tf.float64)
+
+    def total(t):
+        return tf.math.unsorted_segment_sum(t, ids, count)
+
+    def largest(t):
+        # An empty segment's maximum is the lowest float; the floor keeps it at 0.
+        return tf.maximum(tf.math.unsorted_segment_max(t, ids, count), 0.0)
+
+    def count_of(condition):
+        return total(tf.cast(condition, tf.int64))
+
+    norm_d = tf.sqrt(total(d * d))
+    norm_r = tf.sqrt(total(r * r))
+    norm_m = tf.sqrt(total(m * m))
+    zero, one = tf.zeros_like(norm_r), tf.ones_like(norm_r)
     rel = tf.where(
-        norm_r > 0, norm_d / tf.where(norm_r > 0, norm_r, one), tf.where(norm_d > 0, inf, zero)
+        norm_r > 0,
+        norm_d / tf.where(norm_r > 0, norm_r, one),
+        tf.where(norm_d > 0, one * np.inf, zero),
     )
     denom = norm_m * norm_r
     cosine = tf.where(
         denom > 0,
-        tf.reduce_sum(m * r) / tf.where(denom > 0, denom, one),
+        total(m * r) / tf.where(denom > 0, denom, one),
         tf.where(tf.logical_and(norm_m == 0, norm_r == 0), one, zero),
     )
     return dict(
-        max_abs=max_abs,
+        max_abs=largest(tf.abs(d)),
         rel=rel,
-        cosine=tf.cast(cosine, tf.float64),
-        ref_max_abs=ref_max_abs,
-        manual_nonfinite=tf.reduce_sum(tf.cast(tf.logical_not(finite_m), tf.int64)),
-        reference_nonfinite=tf.reduce_sum(tf.cast(tf.logical_not(finite_r), tf.int64)),
-        nonfinite_mismatch=tf.reduce_sum(tf.cast(tf.not_equal(finite_m, finite_r), tf.int64)),
+        cosine=cosine,
+        ref_max_abs=largest(tf.abs(r)),
+        manual_nonfinite=count_of(tf.logical_not(finite_m)),
+        reference_nonfinite=count_of(tf.logical_not(finite_r)),
+        nonfinite_mismatch=count_of(tf.not_equal(finite_m, finite_r)),
     )
 
 
