@@ -134,6 +134,7 @@ class AuditRecord:
     loss: float
     culprit: Optional[str] = None  # the first disagreeing layer, going back from the loss
     culprit_next: Optional[str] = None  # the layer after it (its input gradient is the other suspect)
+    earlier_layers_agree: bool = False  # layers with weights before the culprit exist and all agree
     directions: List[DirectionCheck] = dataclasses.field(default_factory=list)
     rtol: float = 0.0
     atol: float = 0.0
@@ -174,7 +175,14 @@ class AuditRecord:
                 f"<g_manual, v> {d.manual:.6e} (error {d.error:.2e}, "
                 f"tolerance {d.tolerance:.2e})"
             )
-        if self.culprit is not None:
+        if self.culprit is not None and self.earlier_layers_agree:
+            # The input gradient it passes back is right (the layers before
+            # agree), so the error is in its weights' gradients.
+            lines.append(
+                f"likely culprit: the weight gradients in the backward of layer "
+                f"'{self.culprit}' (the layers before it agree)."
+            )
+        elif self.culprit is not None:
             suspect = f"the backward of layer '{self.culprit}'"
             if self.culprit_next is not None:
                 suspect += (
@@ -575,7 +583,7 @@ class GradientAudit(keras.callbacks.Callback):
                 )
             directions.append(min(candidates, key=lambda d: d.error / d.tolerance))
         failed = [v.path for v in variables if not v.passed]
-        culprit, culprit_next = self._culprit(variables)
+        culprit, culprit_next, earlier_agree = self._culprit(variables)
         finite_rel = [v.rel_error for v in variables]
         return AuditRecord(
             step=step,
@@ -586,21 +594,28 @@ class GradientAudit(keras.callbacks.Callback):
             loss=float(out["loss"]),
             culprit=culprit,
             culprit_next=culprit_next,
+            earlier_layers_agree=earlier_agree,
             directions=directions,
             rtol=self._rtol,
             atol=atol,
         )
 
     def _culprit(self, variables):
+        """(culprit, the layer after it, whether layers with weights before it all agree)."""
         failing_layers = {v.layer for v in variables if not v.passed}
         if not failing_layers:
-            return None, None
+            return None, None, False
         # Going backward from the loss: the last layer first.
         backward = list(reversed(self._layer_order))
         for i, layer in enumerate(backward):
             if layer in failing_layers:
-                return layer, (backward[i - 1] if i > 0 else None)
-        return None, None
+                before = {v.layer for v in variables} & set(backward[i + 1:])
+                return (
+                    layer,
+                    backward[i - 1] if i > 0 else None,
+                    bool(before) and not (before & failing_layers),
+                )
+        return None, None, False
 
     def _report(self, record):
         if self._writer is not None:

@@ -137,7 +137,10 @@ def test_planted_bug_is_flagged_and_located(bug):
     table = str(record)
     for path in expected:
         assert path in table
-    assert f"likely culprit: the backward of layer '{culprit}'" in table
+    assert f"likely culprit: the " in table and f"backward of layer '{culprit}'" in table
+    # Only bugs confined to the planted layer's weight gradients leave the
+    # layer before it ("first") in agreement.
+    assert record.earlier_layers_agree == (bug in ("sign", "scaled", "one_element"))
 
 
 def test_record_statistics_for_scaled_gradient():
