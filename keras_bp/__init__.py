@@ -29,6 +29,7 @@ from keras_bp import activations
 from keras_bp import layers
 from keras_bp import losses
 from keras_bp import optimizers
+from keras_bp.convert import ConversionReport, convert
 
 __version__ = "0.1.0"
 
@@ -39,6 +40,8 @@ __all__ = [
     "autodiff",
     "autodiff_enabled",
     "check_gradients",
+    "ConversionReport",
+    "convert",
     "layers",
     "losses",
     "manual_gradient",
