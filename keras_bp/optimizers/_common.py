@@ -81,3 +81,16 @@ def dense_gradient(gradient, dtype):
     if isinstance(gradient, tf.IndexedSlices):
         gradient = tf.convert_to_tensor(gradient)
     return tf.cast(gradient, dtype)
+
+
+def scalar_dtype(dtype):
+    """The dtype for per-step scalars (bias corrections, momentum schedules).
+
+    The weight's own dtype, except float32 for 16-bit weights. NOTE: Keras casts
+    `beta_2 = 0.999` to the weight's dtype; in bfloat16 that rounds to 1.0, so
+    `1 - beta_2^t` is 0 and Keras's Adam, AdamW and Nadam never move a bfloat16
+    weight. Scalars computed in float32 and cast once avoid that, and change
+    nothing for float32 and float64 weights.
+    """
+    dtype = tf.as_dtype(dtype)
+    return tf.float32 if dtype.size < 4 else dtype

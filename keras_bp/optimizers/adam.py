@@ -9,6 +9,7 @@ from keras_bp.optimizers._common import (
     check_learning_rate,
     check_non_negative,
     dense_gradient,
+    scalar_dtype,
 )
 
 
@@ -116,9 +117,7 @@ class Adam(keras.optimizers.Optimizer):
     def update_step(self, gradient, variable, learning_rate):
         dtype = variable.dtype
         g = dense_gradient(gradient, dtype)
-        learning_rate = tf.cast(learning_rate, dtype)
         beta_1, beta_2, epsilon = self.beta_1, self.beta_2, self.epsilon
-        t = tf.cast(self.iterations + 1, dtype)
         i = self._get_variable_index(variable)
         m, v = self._m[i], self._v[i]
 
@@ -128,11 +127,14 @@ class Adam(keras.optimizers.Optimizer):
             v_hat = self._v_hat[i]
             self.assign(v_hat, tf.maximum(v_hat, v))
             v = v_hat
+        scalar = scalar_dtype(dtype)
+        t = tf.cast(self.iterations + 1, scalar)
         alpha = (
-            learning_rate
-            * tf.sqrt(1 - tf.cast(beta_2, dtype) ** t)
-            / (1 - tf.cast(beta_1, dtype) ** t)
+            tf.cast(learning_rate, scalar)
+            * tf.sqrt(1 - tf.cast(beta_2, scalar) ** t)
+            / (1 - tf.cast(beta_1, scalar) ** t)
         )
+        alpha = tf.cast(alpha, dtype)
         self.assign_sub(variable, alpha * m / (tf.sqrt(v) + epsilon))
 
     def get_config(self):

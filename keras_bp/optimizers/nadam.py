@@ -9,6 +9,7 @@ from keras_bp.optimizers._common import (
     check_learning_rate,
     check_non_negative,
     dense_gradient,
+    scalar_dtype,
 )
 
 
@@ -101,8 +102,9 @@ class Nadam(keras.optimizers.Optimizer):
     def build(self, variables):
         if self.built:
             return
-        # Keras keeps u_product in the first weight's dtype; so do we, to match.
-        dtype = variables[0].dtype if variables else keras.backend.floatx()
+        # Like Keras, u_product has the first weight's dtype (float32 if that
+        # is a 16-bit type, see scalar_dtype).
+        dtype = scalar_dtype(variables[0].dtype if variables else keras.backend.floatx())
         super().build(variables)
         self._m, self._v = self.add_optimizer_variables(variables, ["m", "v"])
         self._u_product = keras.Variable(1.0, dtype=dtype, name="u_product")
@@ -120,26 +122,38 @@ class Nadam(keras.optimizers.Optimizer):
     def update_step(self, gradient, variable, learning_rate):
         dtype = variable.dtype
         g = dense_gradient(gradient, dtype)
-        learning_rate = tf.cast(learning_rate, dtype)
-        beta_1 = tf.cast(self.beta_1, dtype)
-        beta_2 = tf.cast(self.beta_2, dtype)
-        epsilon = self.epsilon
-        decay = tf.cast(0.96, dtype)
-        t = tf.cast(self.iterations + 1, dtype)
-        t_next = tf.cast(self.iterations + 2, dtype)
         i = self._get_variable_index(variable)
         m, v = self._m[i], self._v[i]
 
+        # Per-step scalars, computed in float32 for 16-bit weights (see
+        # scalar_dtype) and cast to the weight's dtype where they meet it.
+        # NOTE: tf.cast of a Python float rounds it to float32 first, even for
+        # float64 weights; Keras does the same, and parity needs it.
+        scalar = scalar_dtype(dtype)
+        beta_1 = tf.cast(self.beta_1, scalar)
+        beta_2 = tf.cast(self.beta_2, scalar)
+        decay = tf.cast(0.96, scalar)
+        t = tf.cast(self.iterations + 1, scalar)
+        t_next = tf.cast(self.iterations + 2, scalar)
         mu_t = beta_1 * (1.0 - 0.5 * decay**t)
         mu_next = beta_1 * (1.0 - 0.5 * decay**t_next)
-        u_product = tf.cast(self._u_product, dtype)
+        u_product = tf.cast(self._u_product, scalar)
         u_product_next = u_product * mu_next
 
-        self.assign_add(m, (g - m) * (1 - beta_1))
-        self.assign_add(v, (tf.square(g) - v) * (1 - beta_2))
-        m_hat = mu_next * m / (1 - u_product_next) + (1 - mu_t) * g / (1 - u_product)
-        v_hat = v / (1 - beta_2**t)
-        self.assign_sub(variable, learning_rate * m_hat / (tf.sqrt(v_hat) + epsilon))
+        def as_weight(scalar_value):
+            return tf.cast(scalar_value, dtype)
+
+        self.assign_add(m, (g - m) * as_weight(1 - beta_1))
+        self.assign_add(v, (tf.square(g) - v) * as_weight(1 - beta_2))
+        m_hat = (
+            as_weight(mu_next) * m / as_weight(1 - u_product_next)
+            + as_weight(1 - mu_t) * g / as_weight(1 - u_product)
+        )
+        v_hat = v / as_weight(1 - beta_2**t)
+        self.assign_sub(
+            variable,
+            as_weight(learning_rate) * m_hat / (tf.sqrt(v_hat) + self.epsilon),
+        )
 
     def get_config(self):
         config = super().get_config()
