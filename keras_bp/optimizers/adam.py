@@ -34,7 +34,10 @@ class Adam(keras.optimizers.Optimizer):
     folds both bias corrections into the learning rate (the paper's
     "efficient version", just before its Section 2.1), so `m` and `v` are
     never divided themselves. The `(1 - beta) * (new - old)` form is Keras's
-    and is kept so results match Keras to the last bit.
+    and is kept so results match Keras to the last bit. For float16 and
+    bfloat16 weights `alpha` is computed in float32 (Keras computes it in the
+    weight's dtype, where `beta_2 = 0.999` rounds to 1 in bfloat16 and the
+    weight never moves).
 
     Where epsilon sits: outside the square root, and it is the paper's
     "epsilon hat": it is added to `sqrt(v)`, not to the bias-corrected
@@ -127,6 +130,7 @@ class Adam(keras.optimizers.Optimizer):
             v_hat = self._v_hat[i]
             self.assign(v_hat, tf.maximum(v_hat, v))
             v = v_hat
+        # The bias corrections in float32 for 16-bit weights (see scalar_dtype).
         scalar = scalar_dtype(dtype)
         t = tf.cast(self.iterations + 1, scalar)
         alpha = (

@@ -36,6 +36,8 @@ class Nadam(keras.optimizers.Optimizer):
     `u_product` (starts at 1) shared by all weights, updated once per step
     before the weights, exactly as Keras does. `m_hat` mixes the next step's
     momentum on `m` with the current gradient: that is the Nesterov look-ahead.
+    For float16 and bfloat16 weights the scalars (`mu_t`, `u_product`, the
+    `1 - beta` terms) are computed in float32, as in `Adam`.
 
     Where epsilon sits: outside the square root of the bias-corrected `v_hat`,
     as in PyTorch's `torch.optim.NAdam` (unlike our `Adam`, whose epsilon is
