@@ -32,17 +32,19 @@ from _data import DataError, load_mnist  # noqa: E402
 OPTIMIZERS = ["SGD", "Adagrad", "RMSprop", "Adadelta", "Adam", "AdamW", "Nadam"]
 
 
-def build_model(optimizer="SGD", learning_rate=0.01, jit_compile=False):
+def build_model(optimizer="SGD", learning_rate=0.01, jit_compile=False, library="keras_bp"):
+    """The network; `library="keras"` builds the same program from Keras's own classes, for comparison."""
+    lib = keras_bp if library == "keras_bp" else keras
     model = keras.Sequential(
         [
             keras.Input((784,)),
-            keras_bp.layers.Dense(64, activation="relu"),
-            keras_bp.layers.Dense(10, activation="softmax"),
+            lib.layers.Dense(64, activation="relu"),
+            lib.layers.Dense(10, activation="softmax"),
         ]
     )
     model.compile(
-        optimizer=getattr(keras_bp.optimizers, optimizer)(learning_rate=learning_rate),
-        loss=keras_bp.losses.CategoricalCrossentropy(),
+        optimizer=getattr(lib.optimizers, optimizer)(learning_rate=learning_rate),
+        loss=lib.losses.CategoricalCrossentropy(),
         metrics=["accuracy"],
         jit_compile=jit_compile,
     )
@@ -68,6 +70,8 @@ def parse_args(argv):
     parser.add_argument("--plot", metavar="PATH", help="write a PNG of the loss, accuracy and audit curves")
     parser.add_argument("--limit", type=int, help="use only the first N training images (for quick runs)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--library", choices=["keras_bp", "keras"], default="keras_bp",
+                        help="keras: the same program with Keras's own layers, loss and optimizer (for comparison)")
     parser.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2], help="Keras's fit verbosity")
     args = parser.parse_args(argv)
     for name in ("epochs", "batch_size", "audit_every"):
@@ -124,7 +128,7 @@ def main(argv=None):
     if args.limit:
         x_train, y_train = x_train[: args.limit], y_train[: args.limit]
 
-    model = build_model(args.optimizer, args.learning_rate, args.jit)
+    model = build_model(args.optimizer, args.learning_rate, args.jit, args.library)
     audit = keras_bp.callbacks.GradientAudit((x_train[:256], y_train[:256]), every=args.audit_every, verbose=0)
     history = model.fit(
         x_train,
