@@ -53,7 +53,10 @@ class _TimedAudit(GradientAudit):
             self.hook_cpu_s += time.process_time() - start_cpu
 
     def on_train_begin(self, logs=None):
+        start = time.perf_counter()
         self._timed(super().on_train_begin, logs)
+        # The first audit: tracing its function once, then one audit.
+        self.first_audit_s = time.perf_counter() - start
 
     def on_train_batch_end(self, batch, logs=None):
         self._timed(super().on_train_batch_end, batch, logs)
@@ -106,6 +109,7 @@ def main(quick=False, examples=None, epochs=None, pairs=None, every=100, audit_b
     x, y, source = _data(examples)
     audit_data = (x[:audit_batch], y[:audit_batch])
     plain, audited, ratios, cpu_ratios, hook_ratios, hook_cpu_ratios = [], [], [], [], [], []
+    hook_s, first_audit_s = [], []
     audits = 0
     # One untimed warm-up of each, so that TensorFlow's one-off start-up
     # costs land on neither side.
@@ -130,6 +134,8 @@ def main(quick=False, examples=None, epochs=None, pairs=None, every=100, audit_b
         # without it: the overhead, less exposed to other processes' load.
         hook_ratios.append(1.0 + audit.hook_s / t_plain[0])
         hook_cpu_ratios.append(1.0 + audit.hook_cpu_s / t_plain[1])
+        hook_s.append(audit.hook_s)
+        first_audit_s.append(audit.first_audit_s)
         audits = len(audit.records)
     return {
         "data": source,
@@ -147,6 +153,8 @@ def main(quick=False, examples=None, epochs=None, pairs=None, every=100, audit_b
         "cpu_ratio_median": statistics.median(cpu_ratios),
         "hook_ratio_median": statistics.median(hook_ratios),
         "hook_cpu_ratio_median": statistics.median(hook_cpu_ratios),
+        "hook_s": hook_s,
+        "first_audit_s": first_audit_s,
     }
 
 
@@ -161,7 +169,11 @@ def _print(result):
         f"{result['audits_per_fit']} audits per fit"
     )
     for i, (p, a) in enumerate(zip(result["fit_s_plain"], result["fit_s_audit"])):
-        print(f"  pair {i}: fit {p:.2f} s without, {a:.2f} s with the audit (ratio {a / p:.3f})")
+        print(
+            f"  pair {i}: fit {p:.2f} s without, {a:.2f} s with the audit (ratio {a / p:.3f}); "
+            f"in the audit's hooks {result['hook_s'][i]:.2f} s, of which the first audit "
+            f"(trace included) {result['first_audit_s'][i]:.2f} s"
+        )
     print(f"fit wall-time ratio with/without the audit (median): {result['ratio_median']:.3f}  (goal <= 1.05)")
     print(f"fit CPU-time ratio (median): {result['cpu_ratio_median']:.3f}")
     print(
