@@ -174,7 +174,10 @@ def _print(result):
             f"in the audit's hooks {result['hook_s'][i]:.2f} s, of which the first audit "
             f"(trace included) {result['first_audit_s'][i]:.2f} s"
         )
-    print(f"fit wall-time ratio with/without the audit (median): {result['ratio_median']:.3f}  (goal <= 1.05)")
+    print(
+        f"fit wall-time ratio with/without the audit (median): {result['ratio_median']:.3f}"
+        "  (goal <= 1.05)"
+    )
     print(f"fit CPU-time ratio (median): {result['cpu_ratio_median']:.3f}")
     print(
         f"1 + time in the audit's hooks / fit time without it (median): wall "

@@ -407,7 +407,10 @@ def test_regularization_loss_is_included():
     x, y = _data()
     keras.utils.set_random_seed(5)
     model = keras.Sequential(
-        [keras.Input((6,)), keras_bp.layers.Dense(3, activation="softmax", kernel_regularizer=keras.regularizers.L2(0.5))]
+        [
+            keras.Input((6,)),
+            keras_bp.layers.Dense(3, activation="softmax", kernel_regularizer=keras.regularizers.L2(0.5)),
+        ]
     )
     model.compile(keras.optimizers.SGD(0.0), "categorical_crossentropy")
     audit = GradientAudit((x[:32], y[:32]), verbose=0)
