@@ -129,7 +129,7 @@ def main(argv=None):
         x_train, y_train = x_train[: args.limit], y_train[: args.limit]
 
     model = build_model(args.optimizer, args.learning_rate, args.jit, args.library)
-    audit = keras_bp.callbacks.GradientAudit((x_train[:256], y_train[:256]), every=args.audit_every, verbose=0)
+    audit = keras_bp.callbacks.GradientAudit((x_train[:32], y_train[:32]), every=args.audit_every, verbose=0)
     history = model.fit(
         x_train,
         y_train,

@@ -26,6 +26,7 @@ if _keras.backend.backend() != "tensorflow":  # set in ~/.keras/keras.json
 from keras_bp.core import autodiff, autodiff_enabled, manual_gradient
 from keras_bp.gradcheck import GradientCheckError, GradientCheckResult, check_gradients
 from keras_bp import activations
+from keras_bp import callbacks
 from keras_bp import layers
 from keras_bp import losses
 from keras_bp import optimizers
@@ -39,6 +40,7 @@ __all__ = [
     "activations",
     "autodiff",
     "autodiff_enabled",
+    "callbacks",
     "check_gradients",
     "ConversionReport",
     "convert",
