@@ -1,0 +1,181 @@
+"""Activation layers: Activation, ReLU, LeakyReLU, ELU, Softmax.
+
+Each applies one pair from `keras_bp.activations` as a manual-gradient op;
+the derivatives are written out in that module's docstring.
+"""
+
+import keras
+import tensorflow as tf
+
+from keras_bp import activations
+from keras_bp.core import manual_gradient
+from keras_bp.layers._validation import check_non_negative
+
+
+class _ActivationLayer(keras.layers.Layer):
+    """Applies `self.pair` elementwise; no weights."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True
+
+    def call(self, inputs):
+        return activations.apply(self.pair, inputs)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+@keras.saving.register_keras_serializable(package="keras_bp")
+class Activation(_ActivationLayer):
+    """Applies an activation function to an output (drop-in for `keras.layers.Activation`).
+
+    Args:
+        activation: Activation name or `keras.activations` function; see
+            `keras_bp.activations.SUPPORTED`.
+    """
+
+    def __init__(self, activation, **kwargs):
+        super().__init__(**kwargs)
+        self.pair = activations.get(activation)
+
+    def get_config(self):
+        return {**super().get_config(), "activation": activations.serialize(self.pair)}
+
+
+@keras.saving.register_keras_serializable(package="keras_bp")
+class ReLU(_ActivationLayer):
+    """Rectified linear unit (drop-in for `keras.layers.ReLU`).
+
+        f(x) = max_value                       if x >= max_value
+        f(x) = x                               if threshold <= x < max_value
+        f(x) = negative_slope * (x - threshold) otherwise
+
+    Args:
+        max_value: Non-negative float, the largest output; `None` for no limit.
+        negative_slope: Non-negative float, slope below the threshold.
+        threshold: Non-negative float, the threshold below which the output
+            is `negative_slope * (x - threshold)`.
+    """
+
+    def __init__(self, max_value=None, negative_slope=0.0, threshold=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.max_value = check_non_negative("max_value", max_value, allow_none=True)
+        self.negative_slope = check_non_negative("negative_slope", negative_slope)
+        self.threshold = check_non_negative("threshold", threshold)
+        self.pair = activations._relu_pair(self.negative_slope, self.max_value, self.threshold)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "max_value": self.max_value,
+            "negative_slope": self.negative_slope,
+            "threshold": self.threshold,
+        }
+
+
+@keras.saving.register_keras_serializable(package="keras_bp")
+class LeakyReLU(_ActivationLayer):
+    """Leaky ReLU: x if x > 0 else negative_slope * x (drop-in for `keras.layers.LeakyReLU`).
+
+    Args:
+        negative_slope: Non-negative float, the slope for x <= 0. Defaults to 0.3.
+    """
+
+    def __init__(self, negative_slope=0.3, **kwargs):
+        if "alpha" in kwargs:
+            raise ValueError(
+                "LeakyReLU's argument is named negative_slope in Keras 3, "
+                f"received: alpha={kwargs['alpha']!r}"
+            )
+        super().__init__(**kwargs)
+        self.negative_slope = check_non_negative("negative_slope", negative_slope)
+        self.pair = activations._leaky_relu_pair(self.negative_slope)
+
+    def get_config(self):
+        return {**super().get_config(), "negative_slope": self.negative_slope}
+
+
+@keras.saving.register_keras_serializable(package="keras_bp")
+class ELU(_ActivationLayer):
+    """Exponential linear unit: x if x > 0 else alpha (e^x - 1) (drop-in for `keras.layers.ELU`).
+
+    Args:
+        alpha: Float, the scale of the negative part. Defaults to 1.0.
+    """
+
+    def __init__(self, alpha=1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.alpha = float(alpha)
+        self.pair = activations._elu_pair(self.alpha)
+
+    def get_config(self):
+        return {**super().get_config(), "alpha": self.alpha}
+
+
+def _masked_softmax_op(axis):
+    """Softmax over `axis` where masked positions get no probability.
+
+    Forward, as Keras: z' = where(mask, z, -1e9); y = softmax(z'); y = where(mask, y, 0).
+    Backward: dz = y * (dy - sum(dy * y, axis)) on kept positions, 0 on masked
+    ones (y is already 0 there, and the where in the forward blocks them).
+    """
+    softmax = activations._softmax_pair(axis)
+
+    def forward(z, mask):
+        mask = tf.cast(mask, tf.bool)
+        large_negative = -3e4 if z.dtype == tf.float16 else -1e9
+        y, _ = softmax.forward(tf.where(mask, z, tf.cast(large_negative, z.dtype)))
+        y = tf.where(mask, y, tf.zeros_like(y))
+        return y, (y, mask)
+
+    def backward(saved, dy):
+        y, mask = saved
+        dz = softmax.backward(y, dy)
+        return tf.where(mask, dz, tf.zeros_like(dz)), None
+
+    return manual_gradient(forward, backward, name="masked_softmax")
+
+
+@keras.saving.register_keras_serializable(package="keras_bp")
+class Softmax(keras.layers.Layer):
+    """Softmax activation layer (drop-in for `keras.layers.Softmax`).
+
+    Args:
+        axis: Integer or tuple of integers, the axis (axes) along which the
+            softmax normalization is applied.
+
+    Call arguments:
+        inputs: The logits.
+        mask: A boolean mask (or 0/1 values) broadcastable to `inputs`; masked
+            positions get probability 0.
+    """
+
+    def __init__(self, axis=-1, **kwargs):
+        super().__init__(**kwargs)
+        self.axis = axis
+        self.supports_masking = True
+        axis_key = tuple(axis) if isinstance(axis, (list, tuple)) else axis
+        if isinstance(axis_key, tuple) and len(axis_key) == 1:
+            axis_key = axis_key[0]
+        self._pair = activations._softmax_pair(axis_key)
+        self._masked_op = _masked_softmax_op(axis_key)
+
+    def call(self, inputs, mask=None):
+        if mask is None:
+            return activations.apply(self._pair, inputs)
+        if len(mask.shape) > len(inputs.shape):
+            raise ValueError(
+                "The mask must be broadcastable to the inputs, received: "
+                f"mask.shape={mask.shape} for inputs.shape={inputs.shape}"
+            )
+        if mask.dtype != tf.bool:
+            mask = mask > tf.cast(0.5, mask.dtype)
+        mask = tf.broadcast_to(mask, tf.shape(inputs))
+        return self._masked_op(inputs, mask)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "axis": self.axis}

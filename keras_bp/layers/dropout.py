@@ -1,0 +1,84 @@
+"""Dropout: y = x * m / (1 - rate) in training, with m ~ Bernoulli(1 - rate)."""
+
+import keras
+import tensorflow as tf
+
+from keras_bp.core import manual_gradient
+from keras_bp.layers._validation import check_rate
+
+
+def dropout_forward(x, scaled_mask):
+    """y = x * s, where s = m / (1 - rate) is the scaled keep-mask (0 or 1/(1-rate))."""
+    return x * scaled_mask, scaled_mask
+
+
+def dropout_backward(scaled_mask, dy):
+    """dx = dy * s: the same mask, scaled. The mask is not differentiable."""
+    return dy * scaled_mask, None
+
+
+_dropout = manual_gradient(dropout_forward, dropout_backward, name="dropout")
+
+
+@keras.saving.register_keras_serializable(package="keras_bp")
+class Dropout(keras.layers.Layer):
+    """Applies dropout to the input (drop-in for `keras.layers.Dropout`).
+
+    In training, each element (or each slice, with `noise_shape`) is kept with
+    probability `1 - rate` and scaled by `1 / (1 - rate)`, so the expected
+    output equals the input; in inference the layer is the identity. The mask
+    is drawn exactly as Keras draws it (same seed generator, same op), so with
+    the same seed both layers drop the same units.
+
+    Args:
+        rate: Float in [0, 1], the fraction of the input units to drop.
+        noise_shape: 1D tuple of integers, the shape of the binary dropout
+            mask that is broadcast over the input (`None` entries take the
+            input's dimension).
+        seed: Integer seed for the random generator.
+
+    Call arguments:
+        inputs: Input tensor (of any rank).
+        training: Whether the layer should behave in training mode.
+    """
+
+    def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.rate = check_rate("rate", rate)
+        self.seed = seed
+        self.noise_shape = self._validated_noise_shape(noise_shape)
+        if self.rate > 0:
+            self.seed_generator = keras.random.SeedGenerator(seed)
+        self.supports_masking = True
+        self.built = True
+
+    @staticmethod
+    def _validated_noise_shape(noise_shape):
+        if noise_shape is None:
+            return None
+        try:
+            noise_shape = tuple(noise_shape)
+        except TypeError:
+            noise_shape = None
+        if noise_shape is None or any(
+            d is not None and (not isinstance(d, int) or d <= 0) for d in noise_shape
+        ):
+            raise ValueError(
+                "noise_shape must be a tuple of positive integers or None, "
+                f"received: noise_shape={noise_shape!r}"
+            )
+        return noise_shape
+
+    def call(self, inputs, training=False):
+        if not training or self.rate == 0:
+            return inputs
+        scaled_mask = keras.random.dropout(
+            tf.ones_like(inputs), self.rate, noise_shape=self.noise_shape, seed=self.seed_generator
+        )
+        return _dropout(inputs, scaled_mask)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate, "seed": self.seed, "noise_shape": self.noise_shape}
