@@ -125,7 +125,8 @@ class Embedding(keras.layers.Layer):
     def compute_mask(self, inputs, mask=None):
         if not self.mask_zero:
             return None
-        return tf.not_equal(inputs, 0)
+        # keras.ops: compute_mask also runs on symbolic KerasTensors.
+        return keras.ops.not_equal(inputs, 0)
 
     def compute_output_shape(self, input_shape):
         return (*input_shape, self.output_dim)
