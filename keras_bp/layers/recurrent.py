@@ -133,6 +133,7 @@ def _slice_mask(mask, start, stop):
 #     xp: the step's input projection x_t @ W + b_in (B, k n); states: tuple of
 #     (B, n), the output h first. saved: a tuple of tensors for the backward.
 # step_backward(saved, states, dstates, U, rmask) -> (dxp, drec, dstates_prev)
+#     (drec is dxp itself unless separate_recurrent_grad)
 #     states: the states before the step; dstates: dL/d(states after the step).
 #     drec is dL/d(the recurrent pre-activations), for dU after the loop.
 # recurrent_kernel_grad(h_prev, saved, drec, rmask) -> dU, on whole sequences.
@@ -149,6 +150,7 @@ class _SimpleRNNCell:
 
     gates = 1
     num_states = 1
+    separate_recurrent_grad = False
 
     def __init__(self, activation):
         self.activation = activation
@@ -192,6 +194,7 @@ class _LSTMCell:
 
     gates = 4
     num_states = 2
+    separate_recurrent_grad = False
 
     def __init__(self, activation, recurrent_activation):
         self.activation = activation
@@ -268,6 +271,7 @@ class _GRUCell:
         self.activation = activation
         self.recurrent_activation = recurrent_activation
         self.reset_after = reset_after
+        self.separate_recurrent_grad = reset_after
 
     def step_forward(self, xp, states, U, b_rec, rmask):
         (h_prev,) = states
@@ -493,10 +497,13 @@ def rnn_backward(cell, layout, options, saved, dy, *dfinal_states):
     if step_mask is not None:
         mask_ta = tf.TensorArray(tf.bool, size=steps).unstack(step_mask)
     gate_shape = tf.TensorShape([state_seqs[0].shape[1], kernel.shape[-1]])
-    dxp_ta = tf.TensorArray(x.dtype, size=steps, element_shape=gate_shape)
-    drec_ta = tf.TensorArray(x.dtype, size=steps, element_shape=gate_shape)
+    # dREC equals dXP except for GRU with reset_after: then both are kept.
+    grad_tas = tuple(
+        tf.TensorArray(x.dtype, size=steps, element_shape=gate_shape)
+        for _ in range(2 if cell.separate_recurrent_grad else 1)
+    )
 
-    def body(t, dstates, doutput, dxp_ta, drec_ta):
+    def body(t, dstates, doutput, grad_tas):
         # doutput: dL/d(output_t) from later steps (a masked step repeats it).
         if return_sequences:
             doutput = doutput + dy_ta.read(t)
@@ -516,18 +523,19 @@ def rnn_backward(cell, layout, options, saved, dy, *dfinal_states):
         dxp, drec, dprev = cell.step_backward(step_saved, states, dnew, recurrent_kernel, rmask)
         if passed is not None:
             dprev = tuple(d + p for d, p in zip(dprev, passed))
-        return t - 1, dprev, doutput, dxp_ta.write(t, dxp), drec_ta.write(t, drec)
+        grad_tas = tuple(ta.write(t, g) for ta, g in zip(grad_tas, (dxp, drec)))
+        return t - 1, dprev, doutput, grad_tas
 
     dlast = tf.zeros_like(dfinal_states[0]) if return_sequences else dy
-    _, dinitial, _, dxp_ta, drec_ta = tf.while_loop(
+    _, dinitial, _, grad_tas = tf.while_loop(
         lambda t, *_: t >= 0,
         body,
-        (steps - 1, tuple(dfinal_states), dlast, dxp_ta, drec_ta),
+        (steps - 1, tuple(dfinal_states), dlast, grad_tas),
         maximum_iterations=steps if isinstance(steps, int) else None,
     )
 
-    dxp = dxp_ta.stack()  # (T, B, k n)
-    drec = drec_ta.stack()
+    dxp = grad_tas[0].stack()  # (T, B, k n)
+    drec = grad_tas[-1].stack()
     h_prev = state_seqs[0][:-1]  # (T, B, n): the state each step read
     dx = gate_matmul_dx(dxp, kernel, dmask)
     if go_backwards:
