@@ -51,12 +51,13 @@ def _rows(x):
     return tf.reshape(x, (-1, tf.shape(x)[-1]))
 
 
-def _matmul(x, kernel):
-    """x (..., B, in) @ kernel (in, out) with leading axes flattened into rows."""
+def _matmul(x, kernel, transpose_b=False):
+    """x (..., B, in) @ kernel (in, out) (or kernel^T) with leading axes flattened into rows."""
     if x.shape.rank == 2:
-        return tf.matmul(x, kernel)
-    out = tf.matmul(_rows(x), kernel)
-    return tf.reshape(out, tf.concat([tf.shape(x)[:-1], tf.shape(kernel)[-1:]], 0))
+        return tf.matmul(x, kernel, transpose_b=transpose_b)
+    out = tf.matmul(_rows(x), kernel, transpose_b=transpose_b)
+    out_dim = tf.shape(kernel)[:1] if transpose_b else tf.shape(kernel)[-1:]
+    return tf.reshape(out, tf.concat([tf.shape(x)[:-1], out_dim], 0))
 
 
 def _per_gate(kernel, gates):
@@ -95,9 +96,9 @@ def gate_matmul(x, kernel, mask):
 def gate_matmul_dx(dy, kernel, mask):
     """dL/dx = sum over g of (dy_g @ K_g^T) * mask_g     (..., B, in)."""
     if mask is None:
-        return _matmul(dy, tf.transpose(kernel))
+        return _matmul(dy, kernel, transpose_b=True)
     if mask.shape.rank == 2:
-        return _matmul(dy, tf.transpose(kernel)) * mask
+        return _matmul(dy, kernel, transpose_b=True) * mask
     gates = mask.shape[0]
     dxg = tf.matmul(_gates_first(dy, gates), _per_gate(kernel, gates), transpose_b=True)
     return tf.reduce_sum(dxg * mask, axis=-3)
@@ -129,14 +130,18 @@ def _slice_mask(mask, start, stop):
 
 # --- the cells: one step forward and one step backward each --------------------
 #
+# prepare(U) -> what the steps use of the recurrent kernel (U, or its blocks),
+#     computed once outside the loop.
 # step_forward(xp, states, U, b_rec, rmask) -> (new_states, saved)
 #     xp: the step's input projection x_t @ W + b_in (B, k n); states: tuple of
-#     (B, n), the output h first. saved: a tuple of tensors for the backward.
-# step_backward(saved, states, dstates, U, rmask) -> (dxp, drec, dstates_prev)
-#     (drec is dxp itself unless separate_recurrent_grad)
-#     states: the states before the step; dstates: dL/d(states after the step).
-#     drec is dL/d(the recurrent pre-activations), for dU after the loop.
-# recurrent_kernel_grad(h_prev, saved, drec, rmask) -> dU, on whole sequences.
+#     (B, n), the output h first. saved: a tuple of tensors for the backward,
+#     including the previous states the backward needs.
+# step_backward(saved, dstates, U, rmask) -> (dxp, drec, dstates_prev)
+#     dstates: dL/d(states after the step). drec is dL/d(the recurrent
+#     pre-activations), for dU after the loop (dxp itself unless
+#     separate_recurrent_grad).
+# recurrent_kernel_grad(h_prev, saved_arrays, drec, rmask) -> dU, on whole
+#     sequences (saved_arrays: the saved structure as TensorArrays over time).
 # bias_parts(b) -> (b_in, b_rec); bias_grad(dxp_sum, drec_sum) -> db.
 
 
@@ -160,13 +165,16 @@ class _SimpleRNNCell:
         h, act_saved = self.activation.forward(xp + gate_matmul(h_prev, U, rmask))
         return (h,), (act_saved,)
 
-    def step_backward(self, saved, states, dstates, U, rmask):
+    def prepare(self, U):
+        return U
+
+    def step_backward(self, saved, dstates, U, rmask):
         (act_saved,) = saved
         (dh,) = dstates
         da = self.activation.backward(act_saved, dh)
         return da, da, (gate_matmul_dx(da, U, rmask),)
 
-    def recurrent_kernel_grad(self, h_prev, saved, drec, rmask):
+    def recurrent_kernel_grad(self, h_prev, saved_arrays, drec, rmask):
         return gate_matmul_dkernel(h_prev, drec, rmask)
 
     def bias_parts(self, bias):
@@ -211,11 +219,13 @@ class _LSTMCell:
         c = f * c_prev + i * g
         tanh_c, c_saved = act.forward(c)
         h = o * tanh_c
-        return (h, c), (i, f, g, o, tanh_c, i_saved, f_saved, g_saved, o_saved, c_saved)
+        return (h, c), (c_prev, i, f, g, o, tanh_c, i_saved, f_saved, g_saved, o_saved, c_saved)
 
-    def step_backward(self, saved, states, dstates, U, rmask):
-        i, f, g, o, tanh_c, i_saved, f_saved, g_saved, o_saved, c_saved = saved
-        _, c_prev = states
+    def prepare(self, U):
+        return U
+
+    def step_backward(self, saved, dstates, U, rmask):
+        c_prev, i, f, g, o, tanh_c, i_saved, f_saved, g_saved, o_saved, c_saved = saved
         dh, dc = dstates
         sigma, act = self.recurrent_activation, self.activation
         dc = dc + act.backward(c_saved, dh * o)
@@ -230,7 +240,7 @@ class _LSTMCell:
         )
         return dz, dz, (gate_matmul_dx(dz, U, rmask), dc * f)
 
-    def recurrent_kernel_grad(self, h_prev, saved, drec, rmask):
+    def recurrent_kernel_grad(self, h_prev, saved_arrays, drec, rmask):
         return gate_matmul_dkernel(h_prev, drec, rmask)
 
     def bias_parts(self, bias):
@@ -273,37 +283,41 @@ class _GRUCell:
         self.reset_after = reset_after
         self.separate_recurrent_grad = reset_after
 
+    def prepare(self, U):
+        if self.reset_after:
+            return U
+        n = tf.shape(U)[0]
+        return U[:, : 2 * n], U[:, 2 * n :]
+
     def step_forward(self, xp, states, U, b_rec, rmask):
         (h_prev,) = states
         sigma, act = self.recurrent_activation, self.activation
         x_z, x_r, x_h = tf.split(xp, 3, axis=-1)
-        n = tf.shape(h_prev)[-1]
         if self.reset_after:
             u = gate_matmul(h_prev, U, rmask)
             if b_rec is not None:
                 u = u + b_rec
             u_z, u_r, u_h = tf.split(u, 3, axis=-1)
         else:
-            u_z, u_r = tf.split(gate_matmul(h_prev, U[:, : 2 * n], _slice_mask(rmask, 0, 2)), 2, axis=-1)
+            U_zr, U_h = U
+            u_z, u_r = tf.split(gate_matmul(h_prev, U_zr, _slice_mask(rmask, 0, 2)), 2, axis=-1)
         z, z_saved = sigma.forward(x_z + u_z)
         r, r_saved = sigma.forward(x_r + u_r)
         if self.reset_after:
             hh, hh_saved = act.forward(x_h + r * u_h)
-            saved = (z, r, hh, u_h, z_saved, r_saved, hh_saved)
+            saved = (h_prev, z, r, hh, u_h, z_saved, r_saved, hh_saved)
         else:
-            u_h = gate_matmul(r * h_prev, U[:, 2 * n :], _slice_mask(rmask, 2, 3))
+            u_h = gate_matmul(r * h_prev, U_h, _slice_mask(rmask, 2, 3))
             hh, hh_saved = act.forward(x_h + u_h)
-            saved = (z, r, hh, z_saved, r_saved, hh_saved)
+            saved = (h_prev, z, r, hh, z_saved, r_saved, hh_saved)
         h = z * h_prev + (1 - z) * hh
         return (h,), saved
 
-    def step_backward(self, saved, states, dstates, U, rmask):
+    def step_backward(self, saved, dstates, U, rmask):
         sigma, act = self.recurrent_activation, self.activation
-        (h_prev,) = states
         (dh,) = dstates
-        n = tf.shape(h_prev)[-1]
         if self.reset_after:
-            z, r, hh, u_h, z_saved, r_saved, hh_saved = saved
+            h_prev, z, r, hh, u_h, z_saved, r_saved, hh_saved = saved
             da_h = act.backward(hh_saved, dh * (1 - z))
             da_z = sigma.backward(z_saved, dh * (h_prev - hh))
             da_r = sigma.backward(r_saved, da_h * u_h)
@@ -311,20 +325,21 @@ class _GRUCell:
             drec = tf.concat([da_z, da_r, da_h * r], axis=-1)
             dh_prev = dh * z + gate_matmul_dx(drec, U, rmask)
             return dxp, drec, (dh_prev,)
-        z, r, hh, z_saved, r_saved, hh_saved = saved
+        h_prev, z, r, hh, z_saved, r_saved, hh_saved = saved
+        U_zr, U_h = U
         da_h = act.backward(hh_saved, dh * (1 - z))
         da_z = sigma.backward(z_saved, dh * (h_prev - hh))
-        d_rh = gate_matmul_dx(da_h, U[:, 2 * n :], _slice_mask(rmask, 2, 3))
+        d_rh = gate_matmul_dx(da_h, U_h, _slice_mask(rmask, 2, 3))
         da_r = sigma.backward(r_saved, d_rh * h_prev)
         da_zr = tf.concat([da_z, da_r], axis=-1)
-        dh_prev = dh * z + d_rh * r + gate_matmul_dx(da_zr, U[:, : 2 * n], _slice_mask(rmask, 0, 2))
+        dh_prev = dh * z + d_rh * r + gate_matmul_dx(da_zr, U_zr, _slice_mask(rmask, 0, 2))
         dxp = tf.concat([da_zr, da_h], axis=-1)
         return dxp, dxp, (dh_prev,)
 
-    def recurrent_kernel_grad(self, h_prev, saved, drec, rmask):
+    def recurrent_kernel_grad(self, h_prev, saved_arrays, drec, rmask):
         if self.reset_after:
             return gate_matmul_dkernel(h_prev, drec, rmask)
-        r = saved[1]
+        r = saved_arrays[2].stack()  # (T, B, n)
         n = tf.shape(h_prev)[-1]
         du_zr = gate_matmul_dkernel(h_prev, drec[..., : 2 * n], _slice_mask(rmask, 0, 2))
         du_h = gate_matmul_dkernel(r * h_prev, drec[..., 2 * n :], _slice_mask(rmask, 2, 3))
@@ -428,9 +443,10 @@ def rnn_forward(cell, layout, options, *inputs):
         mask_ta = tf.TensorArray(tf.bool, size=steps).unstack(step_mask)
 
     xp_ta = tf.TensorArray(xp.dtype, size=steps).unstack(xp)
+    recurrent = cell.prepare(recurrent_kernel)
 
     def step(t, states, prev_output):
-        new_states, saved = cell.step_forward(xp_ta.read(t), states, recurrent_kernel, b_rec, rmask)
+        new_states, saved = cell.step_forward(xp_ta.read(t), states, recurrent, b_rec, rmask)
         output = new_states[0]
         if mask is not None:
             keep = mask_ta.read(t)
@@ -442,61 +458,58 @@ def rnn_forward(cell, layout, options, *inputs):
         return new_states, saved, output
 
     # The first step runs outside the loop: it tells the loop what a step saves.
-    zero_output = tf.zeros_like(initial_states[0])
-    states0, saved0, output0 = step(0, initial_states, zero_output)
+    states0, saved0, output0 = step(0, initial_states, tf.zeros_like(initial_states[0]))
     unique0, where = _flatten_saved(saved0)
 
     def array(first, size):
-        return tf.TensorArray(first.dtype, size=size, element_shape=first.shape).write(0, first)
+        # clear_after_read=False: eagerly a read would otherwise empty the slot
+        # that recurrent_kernel_grad stacks after the backward loop.
+        return tf.TensorArray(first.dtype, size=size, element_shape=first.shape, clear_after_read=False).write(0, first)
 
-    # Index t + 1 holds the states after step t; index 0 the initial states.
-    state_tas = tuple(
-        tf.TensorArray(s.dtype, size=steps + 1, element_shape=s.shape).write(0, s0).write(1, s)
-        for s, s0 in zip(states0, initial_states)
-    )
+    # h_ta[t + 1] is h after step t and h_ta[0] the initial h: h_prev for dU.
+    h_ta = array(initial_states[0], steps + 1).write(1, states0[0])
     saved_tas = tuple(array(u, steps) for u in unique0)
     # With a mask the outputs differ from h (repeated or zeroed): keep them apart.
     output_ta = (array(output0, steps),) if mask is not None else ()
 
-    def body(t, states, prev_output, state_tas, saved_tas, output_ta):
+    def body(t, states, prev_output, h_ta, saved_tas, output_ta):
         new_states, saved, output = step(t, states, prev_output)
         unique, _ = _flatten_saved(saved)
-        state_tas = tuple(ta.write(t + 1, s) for ta, s in zip(state_tas, new_states))
+        h_ta = h_ta.write(t + 1, new_states[0])
         saved_tas = tuple(ta.write(t, u) for ta, u in zip(saved_tas, unique))
         output_ta = tuple(ta.write(t, output) for ta in output_ta)
-        return t + 1, new_states, output, state_tas, saved_tas, output_ta
+        return t + 1, new_states, output, h_ta, saved_tas, output_ta
 
-    _, final_states, last_output, state_tas, saved_tas, output_ta = tf.while_loop(
+    _, final_states, last_output, h_ta, saved_tas, output_ta = tf.while_loop(
         lambda t, *_: t < steps,
         body,
-        (tf.constant(1), states0, output0, state_tas, saved_tas, output_ta),
+        (tf.constant(1), states0, output0, h_ta, saved_tas, output_ta),
         maximum_iterations=steps - 1 if isinstance(steps, int) else None,
     )
 
-    state_seqs = tuple(ta.stack() for ta in state_tas)  # (T + 1, B, n) each
-    saved_seqs = tuple(ta.stack() for ta in saved_tas)  # (T, B, ...) each
+    h_seq = h_ta.stack()  # (T + 1, B, n)
     if return_sequences:
-        outputs = output_ta[0].stack() if output_ta else state_seqs[0][1:]
-        y = _time_major(outputs)
+        y = _time_major(output_ta[0].stack() if output_ta else h_seq[1:])
     else:
         y = last_output
-    saved = (x, kernel, recurrent_kernel, step_mask, dmask, rmask, state_seqs, saved_seqs, saved0, where)
+    # NOTE: the saved arrays go to the backward as they are: stacking them
+    # here and unstacking them there would copy every saved tensor twice.
+    saved = (x, kernel, recurrent_kernel, step_mask, dmask, rmask, h_seq, saved_tas, saved0, where)
     return (y, *final_states), saved
 
 
 def rnn_backward(cell, layout, options, saved, dy, *dfinal_states):
     """Backpropagation through time (see the module docstring for the formulas)."""
     go_backwards, return_sequences, zero_output_for_mask = options
-    x, kernel, recurrent_kernel, step_mask, dmask, rmask, state_seqs, saved_seqs, structure, where = saved
+    x, kernel, recurrent_kernel, step_mask, dmask, rmask, h_seq, saved_tas, structure, where = saved
     steps = x.shape[0] if x.shape[0] is not None else tf.shape(x)[0]
+    recurrent = cell.prepare(recurrent_kernel)
 
-    state_tas = tuple(tf.TensorArray(s.dtype, size=steps + 1).unstack(s) for s in state_seqs)
-    saved_tas = tuple(tf.TensorArray(s.dtype, size=steps).unstack(s) for s in saved_seqs)
     if return_sequences:
         dy_ta = tf.TensorArray(dy.dtype, size=steps).unstack(_time_major(dy))
     if step_mask is not None:
         mask_ta = tf.TensorArray(tf.bool, size=steps).unstack(step_mask)
-    gate_shape = tf.TensorShape([state_seqs[0].shape[1], kernel.shape[-1]])
+    gate_shape = tf.TensorShape([h_seq.shape[1], kernel.shape[-1]])
     # dREC equals dXP except for GRU with reset_after: then both are kept.
     grad_tas = tuple(
         tf.TensorArray(x.dtype, size=steps, element_shape=gate_shape)
@@ -504,46 +517,51 @@ def rnn_backward(cell, layout, options, saved, dy, *dfinal_states):
     )
 
     def body(t, dstates, doutput, grad_tas):
-        # doutput: dL/d(output_t) from later steps (a masked step repeats it).
-        if return_sequences:
-            doutput = doutput + dy_ta.read(t)
-        states = tuple(ta.read(t) for ta in state_tas)
+        # dstates: dL/d(states after step t); doutput: dL/d(output_t) carried
+        # from later steps, which only a mask creates (a masked step repeats it).
         step_saved = _pack_saved(structure, [ta.read(t) for ta in saved_tas], where)
         if step_mask is not None:
             # A masked step copied the states and (unless zero_output_for_mask)
             # the previous output: their gradients pass straight through it.
+            dout = doutput + dy_ta.read(t) if return_sequences else doutput
             keep = tf.cast(mask_ta.read(t), x.dtype)
-            dnew = (keep * (dstates[0] + doutput),) + tuple(keep * d for d in dstates[1:])
+            dnew = (keep * (dstates[0] + dout),) + tuple(keep * d for d in dstates[1:])
             passed = tuple((1 - keep) * d for d in dstates)
-            doutput = tf.zeros_like(doutput) if zero_output_for_mask else (1 - keep) * doutput
+            doutput = tf.zeros_like(dout) if zero_output_for_mask else (1 - keep) * dout
         else:
-            dnew = (dstates[0] + doutput,) + tuple(dstates[1:])
-            passed = None
-            doutput = tf.zeros_like(doutput)
-        dxp, drec, dprev = cell.step_backward(step_saved, states, dnew, recurrent_kernel, rmask)
-        if passed is not None:
+            dh = dstates[0] + dy_ta.read(t) if return_sequences else dstates[0]
+            dnew = (dh,) + tuple(dstates[1:])
+        dxp, drec, dprev = cell.step_backward(step_saved, dnew, recurrent, rmask)
+        if step_mask is not None:
             dprev = tuple(d + p for d, p in zip(dprev, passed))
         grad_tas = tuple(ta.write(t, g) for ta, g in zip(grad_tas, (dxp, drec)))
         return t - 1, dprev, doutput, grad_tas
 
-    dlast = tf.zeros_like(dfinal_states[0]) if return_sequences else dy
+    dfinal_states = list(dfinal_states)
+    if step_mask is None:
+        if not return_sequences:
+            # The last output is the final h.
+            dfinal_states[0] = dfinal_states[0] + dy
+        doutput = tf.zeros((), x.dtype)  # unused without a mask
+    else:
+        doutput = tf.zeros_like(dfinal_states[0]) if return_sequences else dy
     _, dinitial, _, grad_tas = tf.while_loop(
         lambda t, *_: t >= 0,
         body,
-        (steps - 1, tuple(dfinal_states), dlast, grad_tas),
+        (steps - 1, tuple(dfinal_states), doutput, grad_tas),
         maximum_iterations=steps if isinstance(steps, int) else None,
     )
 
     dxp = grad_tas[0].stack()  # (T, B, k n)
     drec = grad_tas[-1].stack()
-    h_prev = state_seqs[0][:-1]  # (T, B, n): the state each step read
     dx = gate_matmul_dx(dxp, kernel, dmask)
     if go_backwards:
         dx = tf.reverse(dx, [0])
+    saved_arrays = _pack_saved(structure, list(saved_tas), where)
     grads = [
         _time_major(dx),
         gate_matmul_dkernel(x, dxp, dmask),
-        cell.recurrent_kernel_grad(h_prev, _pack_saved(structure, list(saved_seqs), where), drec, rmask),
+        cell.recurrent_kernel_grad(h_seq[:-1], saved_arrays, drec, rmask),
     ]
     if layout.use_bias:
         grads.append(cell.bias_grad(tf.reduce_sum(dxp, axis=[0, 1]), tf.reduce_sum(drec, axis=[0, 1])))
