@@ -21,11 +21,15 @@ Backward, with dY the upstream gradient and dstates_T that of the final states
     dU = H_prev^T dREC                  (n, k n)     one product after the loop
     db = sum over (T, B) of dXP (and of dREC for GRU's recurrent bias)
 
-Saved for the backward (and their memory): the input x, the states at every
-step, (T + 1) x B x n per state (h; and c for the LSTM), the cell's gate
-activations, k x T x B x n, and the outputs when a mask makes them differ
-from h: about B x T x n x (k + states) numbers, the same order as what
-autodiff of Keras's loop keeps, without its per-step matmul intermediates.
+Saved for the backward, and their memory (n units, k gates, per step B x n
+each unless said): the input x (B, T, D); h at every step, (T + 1) x B x n,
+for dU and the outputs; and what each cell's step saves, by reference in
+TensorArrays (no copies): SimpleRNN its output (1 tensor), LSTM c_{t-1} and
+i, f, g, o, tanh(c_t) (6), GRU h_{t-1}, z, r, hh (and u_h with reset_after)
+(4 or 5); plus the outputs when a mask makes them differ from h. In all about
+B x T x n x (k + 2) numbers, against autodiff of Keras's loop, which also
+keeps each step's matmul inputs and its gradient accumulators. The input
+projection XP (T x B x k n) is not kept.
 
 Dropout is Keras's: masks drawn once per call from the layer's seed generator
 and reused at every step. LSTM and GRU with recurrent_dropout use one mask per
