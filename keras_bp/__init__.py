@@ -3,15 +3,25 @@
 Public names are listed here by hand; everything else is private to its module.
 """
 
-import keras as _keras
+import os as _os
 
-if _keras.backend.backend() != "tensorflow":
-    raise ImportError(
-        "keras_bp needs the TensorFlow backend of Keras, but Keras is using "
-        f"'{_keras.backend.backend()}'. Set the environment variable "
-        "KERAS_BACKEND=tensorflow before importing keras (for example "
-        "`export KERAS_BACKEND=tensorflow`)."
+
+def _wrong_backend(name):
+    return ImportError(
+        "keras_bp needs the TensorFlow backend of Keras, but Keras is set to "
+        f"'{name}'. Set the environment variable KERAS_BACKEND=tensorflow "
+        "before importing keras (for example `export KERAS_BACKEND=tensorflow`)."
     )
+
+
+# Checked before importing keras: another backend may fail to import at all.
+if _os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow":
+    raise _wrong_backend(_os.environ["KERAS_BACKEND"])
+
+import keras as _keras  # noqa: E402
+
+if _keras.backend.backend() != "tensorflow":  # set in ~/.keras/keras.json
+    raise _wrong_backend(_keras.backend.backend())
 
 from keras_bp.core import autodiff, autodiff_enabled, manual_gradient
 from keras_bp.gradcheck import GradientCheckError, GradientCheckResult, check_gradients
@@ -19,6 +29,7 @@ from keras_bp import activations
 from keras_bp import layers
 from keras_bp import losses
 from keras_bp import optimizers
+from keras_bp.convert import ConversionReport, convert
 
 __version__ = "0.1.0"
 
@@ -29,6 +40,8 @@ __all__ = [
     "autodiff",
     "autodiff_enabled",
     "check_gradients",
+    "ConversionReport",
+    "convert",
     "layers",
     "losses",
     "manual_gradient",

@@ -343,7 +343,7 @@ class _Subject:
         grads = tape.gradient(
             [y for y, u in zip(outputs, upstream) if u is not None],
             self.watched(),
-            output_gradients=[u for u in upstream if u is not None],
+            output_gradients=[tf.cast(u, y.dtype) for y, u in zip(outputs, upstream) if u is not None],
         )
         return list(grads)
 

@@ -24,6 +24,8 @@ CategoricalCrossentropy, from probabilities (Keras renormalises, then clips):
     de/dt = -log q
   from logits: e = -sum_k t_k log softmax(z)_k = logsumexp(z) sum_k t_k - sum_k t_k z_k
     de/dz = softmax(z) sum_k t_k - t  =  p - t  for a one-hot (or smoothed) t
+    NOTE: TensorFlow's fused op returns p - t even when t does not sum to 1;
+    this is the exact derivative, so the two differ only for such targets.
     de/dt = -log softmax(z)
   Softmax followed by this loss from probabilities: with p = softmax(z) and no
   clipping active, s = 1, de/dp = -t/p, and the softmax backward

@@ -1,0 +1,104 @@
+"""The shared layer test harness (STYLE.md principle 9).
+
+Each family lists its layers as `LayerCase`s in a `tests/cases_<family>.py`
+module (a `CASES` list); `tests/test_layer_harness.py` runs every case through
+the same checks: parity with the Keras counterpart on copied weights, manual
+against autodiff, float64 finite differences, eager GradientTape, `fit` with
+and without XLA, `.keras` save and load, and mixed precision.
+"""
+
+import dataclasses
+import importlib
+import pathlib
+from typing import Callable, Optional
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import keras_bp
+
+
+@dataclasses.dataclass
+class LayerCase:
+    """One layer configuration, with small shapes.
+
+    Attributes:
+        id: pytest id.
+        make: builds our (keras_bp) layer, unbuilt.
+        keras_make: builds the Keras counterpart with the same arguments (or None).
+        input_shape: the input's shape, batch included.
+        make_inputs: for integer inputs, several inputs or masks: a function of a
+            `np.random.RandomState` returning the list of positional inputs.
+        call_kwargs: extra call arguments, e.g. `{"training": True}`.
+        rtol: float32 parity tolerance against Keras.
+        fit: whether to run the fit, save/load and mixed-precision checks.
+    """
+
+    id: str
+    make: Callable[[], keras.layers.Layer]
+    keras_make: Optional[Callable[[], keras.layers.Layer]]
+    input_shape: tuple
+    make_inputs: Optional[Callable[[np.random.RandomState], list]] = None
+    call_kwargs: dict = dataclasses.field(default_factory=dict)
+    rtol: float = 1e-5
+    fit: bool = True
+
+    def inputs(self, seed=0):
+        rng = np.random.RandomState(seed)
+        if self.make_inputs is not None:
+            return list(self.make_inputs(rng))
+        return [rng.standard_normal(self.input_shape).astype("float32")]
+
+
+def all_cases():
+    """Every `CASES` entry of every tests/cases_*.py module."""
+    cases = []
+    for path in sorted(pathlib.Path(__file__).parent.glob("cases_*.py")):
+        module = importlib.import_module(f"tests.{path.stem}")
+        cases.extend(module.CASES)
+    return cases
+
+
+def gradients(layer, inputs, upstream_seed=1, call_kwargs=None):
+    """Outputs, and gradients of sum <u, y> wrt the float inputs and every trainable weight."""
+    call_kwargs = call_kwargs or {}
+    tensors = [tf.convert_to_tensor(x) for x in inputs]
+    float_inputs = [t for t in tensors if t.dtype.is_floating]
+    with tf.GradientTape() as tape:
+        for t in float_inputs:
+            tape.watch(t)
+        outputs = tf.nest.flatten(layer(*tensors, **call_kwargs))
+        rng = np.random.RandomState(upstream_seed)
+        loss = tf.add_n(
+            [tf.reduce_sum(tf.cast(y, tf.float32) * rng.standard_normal(tuple(y.shape)).astype("float32"))
+             for y in outputs]
+        )
+    grads = tape.gradient(loss, float_inputs + list(layer.trainable_weights))
+    return outputs, grads
+
+
+def dense(g):
+    if isinstance(g, tf.IndexedSlices):
+        g = tf.convert_to_tensor(g)
+    return None if g is None else np.asarray(g)
+
+
+def assert_close(actual, expected, rtol, atol=None, what=""):
+    actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
+    scale = max(1.0, float(np.max(np.abs(expected)))) if expected.size else 1.0
+    atol = rtol * scale if atol is None else atol
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol, err_msg=what)
+
+
+def fit_model(case):
+    """A functional model: the case's layer on the case's inputs, then a Dense head."""
+    inputs = case.inputs()
+    symbolic = [keras.Input(shape=x.shape[1:], batch_size=None, dtype=str(x.dtype)) for x in inputs]
+    layer = case.make()
+    y = layer(*symbolic, **{k: v for k, v in case.call_kwargs.items() if k != "training"})
+    y = tf.nest.flatten(y)[0] if isinstance(y, (list, tuple)) else y
+    if len(y.shape) > 2:
+        y = keras_bp.layers.Flatten()(y)
+    output = keras_bp.layers.Dense(2)(y)
+    return keras.Model(symbolic, output), layer
