@@ -446,11 +446,12 @@ def rnn_forward(cell, layout, options, *inputs):
             step_mask = tf.reverse(step_mask, [0])
         mask_ta = tf.TensorArray(tf.bool, size=steps).unstack(step_mask)
 
-    xp_ta = tf.TensorArray(xp.dtype, size=steps).unstack(xp)
     recurrent = cell.prepare(recurrent_kernel)
 
     def step(t, states, prev_output):
-        new_states, saved = cell.step_forward(xp_ta.read(t), states, recurrent, b_rec, rmask)
+        # NOTE: xp[t] slices one step; unstacking xp into a TensorArray would
+        # first copy all of it (T x B x k n), the largest tensor of the forward.
+        new_states, saved = cell.step_forward(xp[t], states, recurrent, b_rec, rmask)
         output = new_states[0]
         if mask is not None:
             keep = mask_ta.read(t)
@@ -510,7 +511,7 @@ def rnn_backward(cell, layout, options, saved, dy, *dfinal_states):
     recurrent = cell.prepare(recurrent_kernel)
 
     if return_sequences:
-        dy_ta = tf.TensorArray(dy.dtype, size=steps).unstack(_time_major(dy))
+        dy_steps = _time_major(dy)
     if step_mask is not None:
         mask_ta = tf.TensorArray(tf.bool, size=steps).unstack(step_mask)
     gate_shape = tf.TensorShape([h_seq.shape[1], kernel.shape[-1]])
@@ -527,13 +528,13 @@ def rnn_backward(cell, layout, options, saved, dy, *dfinal_states):
         if step_mask is not None:
             # A masked step copied the states and (unless zero_output_for_mask)
             # the previous output: their gradients pass straight through it.
-            dout = doutput + dy_ta.read(t) if return_sequences else doutput
+            dout = doutput + dy_steps[t] if return_sequences else doutput
             keep = tf.cast(mask_ta.read(t), x.dtype)
             dnew = (keep * (dstates[0] + dout),) + tuple(keep * d for d in dstates[1:])
             passed = tuple((1 - keep) * d for d in dstates)
             doutput = tf.zeros_like(dout) if zero_output_for_mask else (1 - keep) * dout
         else:
-            dh = dstates[0] + dy_ta.read(t) if return_sequences else dstates[0]
+            dh = dstates[0] + dy_steps[t] if return_sequences else dstates[0]
             dnew = (dh,) + tuple(dstates[1:])
         dxp, drec, dprev = cell.step_backward(step_saved, dnew, recurrent, rmask)
         if step_mask is not None:
