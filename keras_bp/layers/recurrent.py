@@ -144,6 +144,7 @@ def _slice_mask(mask, start, stop):
 #     dstates: dL/d(states after the step). drec is dL/d(the recurrent
 #     pre-activations), for dU after the loop (dxp itself unless
 #     separate_recurrent_grad).
+# saved_after_loop: indices into saved of what recurrent_kernel_grad uses.
 # recurrent_kernel_grad(h_prev, saved_arrays, drec, rmask) -> dU, on whole
 #     sequences (saved_arrays: the saved structure as TensorArrays over time).
 # bias_parts(b) -> (b_in, b_rec); bias_grad(dxp_sum, drec_sum) -> db.
@@ -160,6 +161,7 @@ class _SimpleRNNCell:
     gates = 1
     num_states = 1
     separate_recurrent_grad = False
+    saved_after_loop = ()
 
     def __init__(self, activation):
         self.activation = activation
@@ -207,6 +209,7 @@ class _LSTMCell:
     gates = 4
     num_states = 2
     separate_recurrent_grad = False
+    saved_after_loop = ()
 
     def __init__(self, activation, recurrent_activation):
         self.activation = activation
@@ -286,6 +289,8 @@ class _GRUCell:
         self.recurrent_activation = recurrent_activation
         self.reset_after = reset_after
         self.separate_recurrent_grad = reset_after
+        # Without reset_after, dU_h needs r at every step after the loop.
+        self.saved_after_loop = () if reset_after else (2,)
 
     def prepare(self, U):
         if self.reset_after:
@@ -435,9 +440,31 @@ def rnn_forward(cell, layout, options, *inputs):
     if go_backwards:
         x = tf.reverse(x, [0])
     steps = x.shape[0] if x.shape[0] is not None else tf.shape(x)[0]
-    xp = gate_matmul(x, kernel, dmask)
-    if b_in is not None:
-        xp = xp + b_in
+
+    def project(x):
+        xp = gate_matmul(x, kernel, dmask)
+        return xp + b_in if b_in is not None else xp
+
+    if tf.executing_eagerly():
+        xp = project(x)
+
+        def next_xp(t, xp_list):
+            return xp[t], xp_list
+
+        xp_list = tf.zeros(())
+    else:
+        # NOTE: XP (T x B x k n) is the forward's largest tensor. As a list in
+        # reverse time order, each step pops its slice off the end and frees
+        # it while the saved tensors grow: the two never peak together.
+        xp_rev = project(tf.reverse(x, [0]))
+        xp_list = tf.raw_ops.TensorListFromTensor(tensor=xp_rev, element_shape=tf.constant(-1))
+
+        def next_xp(t, xp_list):
+            xp_list, xp_t = tf.raw_ops.TensorListPopBack(
+                input_handle=xp_list, element_shape=tf.constant(-1), element_dtype=xp_rev.dtype
+            )
+            xp_t.set_shape(xp_rev.shape[1:])
+            return xp_t, xp_list
 
     step_mask = None
     if mask is not None:
@@ -448,10 +475,8 @@ def rnn_forward(cell, layout, options, *inputs):
 
     recurrent = cell.prepare(recurrent_kernel)
 
-    def step(t, states, prev_output):
-        # NOTE: xp[t] slices one step; unstacking xp into a TensorArray would
-        # first copy all of it (T x B x k n), the largest tensor of the forward.
-        new_states, saved = cell.step_forward(xp[t], states, recurrent, b_rec, rmask)
+    def step(t, states, prev_output, xp_t):
+        new_states, saved = cell.step_forward(xp_t, states, recurrent, b_rec, rmask)
         output = new_states[0]
         if mask is not None:
             keep = mask_ta.read(t)
@@ -463,7 +488,8 @@ def rnn_forward(cell, layout, options, *inputs):
         return new_states, saved, output
 
     # The first step runs outside the loop: it tells the loop what a step saves.
-    states0, saved0, output0 = step(0, initial_states, tf.zeros_like(initial_states[0]))
+    xp_t, xp_list = next_xp(0, xp_list)
+    states0, saved0, output0 = step(0, initial_states, tf.zeros_like(initial_states[0]), xp_t)
     unique0, where = _flatten_saved(saved0)
 
     def array(first, size):
@@ -477,18 +503,19 @@ def rnn_forward(cell, layout, options, *inputs):
     # With a mask the outputs differ from h (repeated or zeroed): keep them apart.
     output_ta = (array(output0, steps),) if mask is not None else ()
 
-    def body(t, states, prev_output, h_ta, saved_tas, output_ta):
-        new_states, saved, output = step(t, states, prev_output)
+    def body(t, states, prev_output, h_ta, saved_tas, output_ta, xp_list):
+        xp_t, xp_list = next_xp(t, xp_list)
+        new_states, saved, output = step(t, states, prev_output, xp_t)
         unique, _ = _flatten_saved(saved)
         h_ta = h_ta.write(t + 1, new_states[0])
         saved_tas = tuple(ta.write(t, u) for ta, u in zip(saved_tas, unique))
         output_ta = tuple(ta.write(t, output) for ta in output_ta)
-        return t + 1, new_states, output, h_ta, saved_tas, output_ta
+        return t + 1, new_states, output, h_ta, saved_tas, output_ta, xp_list
 
-    _, final_states, last_output, h_ta, saved_tas, output_ta = tf.while_loop(
+    _, final_states, last_output, h_ta, saved_tas, output_ta, _ = tf.while_loop(
         lambda t, *_: t < steps,
         body,
-        (tf.constant(1), states0, output0, h_ta, saved_tas, output_ta),
+        (tf.constant(1), states0, output0, h_ta, saved_tas, output_ta, xp_list),
         maximum_iterations=steps - 1 if isinstance(steps, int) else None,
     )
 
@@ -521,10 +548,31 @@ def rnn_backward(cell, layout, options, saved, dy, *dfinal_states):
         for _ in range(2 if cell.separate_recurrent_grad else 1)
     )
 
-    def body(t, dstates, doutput, grad_tas):
+    # In a graph, each saved list is popped from its end as the loop walks
+    # back, so the memory of step t is freed once step t is done (as TF's own
+    # gradient accumulators do); a list the cell needs after the loop is read.
+    kept = {where[i] for i in cell.saved_after_loop}
+    popped = tuple(not tf.executing_eagerly() and j not in kept for j in range(len(saved_tas)))
+    lists = tuple(ta.flow if pop else tf.zeros(()) for ta, pop in zip(saved_tas, popped))
+
+    def read_saved(t, lists):
+        values, new_lists = [], []
+        for ta, pop, handle in zip(saved_tas, popped, lists):
+            if pop:
+                handle, value = tf.raw_ops.TensorListPopBack(
+                    input_handle=handle, element_shape=tf.constant(-1), element_dtype=ta.dtype
+                )
+                value.set_shape(ta.element_shape)
+            else:
+                value = ta.read(t)
+            values.append(value)
+            new_lists.append(handle)
+        return _pack_saved(structure, values, where), tuple(new_lists)
+
+    def body(t, dstates, doutput, grad_tas, lists):
         # dstates: dL/d(states after step t); doutput: dL/d(output_t) carried
         # from later steps, which only a mask creates (a masked step repeats it).
-        step_saved = _pack_saved(structure, [ta.read(t) for ta in saved_tas], where)
+        step_saved, lists = read_saved(t, lists)
         if step_mask is not None:
             # A masked step copied the states and (unless zero_output_for_mask)
             # the previous output: their gradients pass straight through it.
@@ -540,7 +588,7 @@ def rnn_backward(cell, layout, options, saved, dy, *dfinal_states):
         if step_mask is not None:
             dprev = tuple(d + p for d, p in zip(dprev, passed))
         grad_tas = tuple(ta.write(t, g) for ta, g in zip(grad_tas, (dxp, drec)))
-        return t - 1, dprev, doutput, grad_tas
+        return t - 1, dprev, doutput, grad_tas, lists
 
     dfinal_states = list(dfinal_states)
     if step_mask is None:
@@ -550,10 +598,10 @@ def rnn_backward(cell, layout, options, saved, dy, *dfinal_states):
         doutput = tf.zeros((), x.dtype)  # unused without a mask
     else:
         doutput = tf.zeros_like(dfinal_states[0]) if return_sequences else dy
-    _, dinitial, _, grad_tas = tf.while_loop(
+    _, dinitial, _, grad_tas, _ = tf.while_loop(
         lambda t, *_: t >= 0,
         body,
-        (steps - 1, tuple(dfinal_states), doutput, grad_tas),
+        (steps - 1, tuple(dfinal_states), doutput, grad_tas, lists),
         maximum_iterations=steps if isinstance(steps, int) else None,
     )
 
