@@ -29,7 +29,10 @@ i, f, g, o, tanh(c_t) (6), GRU h_{t-1}, z, r, hh (and u_h with reset_after)
 (4 or 5); plus the outputs when a mask makes them differ from h. In all about
 B x T x n x (k + 2) numbers, against autodiff of Keras's loop, which also
 keeps each step's matmul inputs and its gradient accumulators. The input
-projection XP (T x B x k n) is not kept.
+projection XP (T x B x k n) is not kept: in a graph the loop pops it step by
+step, and the backward pops the saved lists the same way, so memory is freed
+as the loops go. What batching costs in memory: XP at the forward's start
+and dXP (T x B x k n) with its stacked copy after the backward's loop.
 
 Dropout is Keras's: masks drawn once per call from the layer's seed generator
 and reused at every step. LSTM and GRU with recurrent_dropout use one mask per
@@ -141,13 +144,15 @@ def _slice_mask(mask, start, stop):
 #     (B, n), the output h first. saved: a tuple of tensors for the backward,
 #     including the previous states the backward needs.
 # step_backward(saved, dstates, U, rmask) -> (dxp, drec, dstates_prev)
-#     dstates: dL/d(states after the step). drec is dL/d(the recurrent
-#     pre-activations), for dU after the loop (dxp itself unless
-#     separate_recurrent_grad).
+#     dstates: dL/d(states after the step). dxp: dL/d(the step's input
+#     projection); the recurrent pre-activations get the same gradient except
+#     where separate_recurrent_grad: then drec is what differs (GRU's h block,
+#     (B, n)), else None.
 # saved_after_loop: indices into saved of what recurrent_kernel_grad uses.
-# recurrent_kernel_grad(h_prev, saved_arrays, drec, rmask) -> dU, on whole
+# recurrent_kernel_grad(h_prev, saved_arrays, dxp, drec, rmask) -> dU, on whole
 #     sequences (saved_arrays: the saved structure as TensorArrays over time).
-# bias_parts(b) -> (b_in, b_rec); bias_grad(dxp_sum, drec_sum) -> db.
+# bias_parts(b) -> (b_in, b_rec); bias_grad(dxp_sum, drec_sum) -> db (drec_sum None
+#     unless separate_recurrent_grad).
 
 
 class _SimpleRNNCell:
@@ -178,10 +183,10 @@ class _SimpleRNNCell:
         (act_saved,) = saved
         (dh,) = dstates
         da = self.activation.backward(act_saved, dh)
-        return da, da, (gate_matmul_dx(da, U, rmask),)
+        return da, None, (gate_matmul_dx(da, U, rmask),)
 
-    def recurrent_kernel_grad(self, h_prev, saved_arrays, drec, rmask):
-        return gate_matmul_dkernel(h_prev, drec, rmask)
+    def recurrent_kernel_grad(self, h_prev, saved_arrays, dxp, drec, rmask):
+        return gate_matmul_dkernel(h_prev, dxp, rmask)
 
     def bias_parts(self, bias):
         return bias, None
@@ -245,10 +250,10 @@ class _LSTMCell:
             ],
             axis=-1,
         )
-        return dz, dz, (gate_matmul_dx(dz, U, rmask), dc * f)
+        return dz, None, (gate_matmul_dx(dz, U, rmask), dc * f)
 
-    def recurrent_kernel_grad(self, h_prev, saved_arrays, drec, rmask):
-        return gate_matmul_dkernel(h_prev, drec, rmask)
+    def recurrent_kernel_grad(self, h_prev, saved_arrays, dxp, drec, rmask):
+        return gate_matmul_dkernel(h_prev, dxp, rmask)
 
     def bias_parts(self, bias):
         return bias, None
@@ -331,9 +336,9 @@ class _GRUCell:
             da_z = sigma.backward(z_saved, dh * (h_prev - hh))
             da_r = sigma.backward(r_saved, da_h * u_h)
             dxp = tf.concat([da_z, da_r, da_h], axis=-1)
-            drec = tf.concat([da_z, da_r, da_h * r], axis=-1)
-            dh_prev = dh * z + gate_matmul_dx(drec, U, rmask)
-            return dxp, drec, (dh_prev,)
+            drec_h = da_h * r  # dREC = [da_z, da_r, drec_h]: only its h block differs from dXP
+            dh_prev = dh * z + gate_matmul_dx(tf.concat([da_z, da_r, drec_h], axis=-1), U, rmask)
+            return dxp, drec_h, (dh_prev,)
         h_prev, z, r, hh, z_saved, r_saved, hh_saved = saved
         U_zr, U_h = U
         da_h = act.backward(hh_saved, dh * (1 - z))
@@ -343,15 +348,18 @@ class _GRUCell:
         da_zr = tf.concat([da_z, da_r], axis=-1)
         dh_prev = dh * z + d_rh * r + gate_matmul_dx(da_zr, U_zr, _slice_mask(rmask, 0, 2))
         dxp = tf.concat([da_zr, da_h], axis=-1)
-        return dxp, dxp, (dh_prev,)
+        return dxp, None, (dh_prev,)
 
-    def recurrent_kernel_grad(self, h_prev, saved_arrays, drec, rmask):
-        if self.reset_after:
-            return gate_matmul_dkernel(h_prev, drec, rmask)
-        r = saved_arrays[2].stack()  # (T, B, n)
+    def recurrent_kernel_grad(self, h_prev, saved_arrays, dxp, drec, rmask):
         n = tf.shape(h_prev)[-1]
-        du_zr = gate_matmul_dkernel(h_prev, drec[..., : 2 * n], _slice_mask(rmask, 0, 2))
-        du_h = gate_matmul_dkernel(r * h_prev, drec[..., 2 * n :], _slice_mask(rmask, 2, 3))
+        if self.reset_after:
+            # NOTE: the z, r blocks of H^T dXP are dU's; its h block is computed
+            # and dropped, cheaper than slicing dXP (T x B x 3n) into a copy.
+            du_zr = gate_matmul_dkernel(h_prev, dxp, rmask)[:, : 2 * n]
+            return tf.concat([du_zr, gate_matmul_dkernel(h_prev, drec, _slice_mask(rmask, 2, 3))], axis=-1)
+        r = saved_arrays[2].stack()  # (T, B, n)
+        du_zr = gate_matmul_dkernel(h_prev, dxp[..., : 2 * n], _slice_mask(rmask, 0, 2))
+        du_h = gate_matmul_dkernel(r * h_prev, dxp[..., 2 * n :], _slice_mask(rmask, 2, 3))
         return tf.concat([du_zr, du_h], axis=-1)
 
     def bias_parts(self, bias):
@@ -361,7 +369,8 @@ class _GRUCell:
 
     def bias_grad(self, dxp_sum, drec_sum):
         if self.reset_after:
-            return tf.stack([dxp_sum, drec_sum])
+            n = tf.shape(drec_sum)[0]
+            return tf.stack([dxp_sum, tf.concat([dxp_sum[: 2 * n], drec_sum], axis=0)])
         return dxp_sum
 
 
@@ -541,12 +550,11 @@ def rnn_backward(cell, layout, options, saved, dy, *dfinal_states):
         dy_steps = _time_major(dy)
     if step_mask is not None:
         mask_ta = tf.TensorArray(tf.bool, size=steps).unstack(step_mask)
-    gate_shape = tf.TensorShape([h_seq.shape[1], kernel.shape[-1]])
-    # dREC equals dXP except for GRU with reset_after: then both are kept.
-    grad_tas = tuple(
-        tf.TensorArray(x.dtype, size=steps, element_shape=gate_shape)
-        for _ in range(2 if cell.separate_recurrent_grad else 1)
-    )
+    # dXP for every step, and the part of dREC that differs (GRU with reset_after).
+    shapes = [tf.TensorShape([h_seq.shape[1], kernel.shape[-1]])]
+    if cell.separate_recurrent_grad:
+        shapes.append(h_seq.shape[1:])
+    grad_tas = tuple(tf.TensorArray(x.dtype, size=steps, element_shape=shape) for shape in shapes)
 
     # In a graph, each saved list is popped from its end as the loop walks
     # back, so the memory of step t is freed once step t is done (as TF's own
@@ -606,7 +614,7 @@ def rnn_backward(cell, layout, options, saved, dy, *dfinal_states):
     )
 
     dxp = grad_tas[0].stack()  # (T, B, k n)
-    drec = grad_tas[-1].stack()
+    drec = grad_tas[1].stack() if cell.separate_recurrent_grad else None
     dx = gate_matmul_dx(dxp, kernel, dmask)
     if go_backwards:
         dx = tf.reverse(dx, [0])
@@ -614,10 +622,11 @@ def rnn_backward(cell, layout, options, saved, dy, *dfinal_states):
     grads = [
         _time_major(dx),
         gate_matmul_dkernel(x, dxp, dmask),
-        cell.recurrent_kernel_grad(h_seq[:-1], saved_arrays, drec, rmask),
+        cell.recurrent_kernel_grad(h_seq[:-1], saved_arrays, dxp, drec, rmask),
     ]
     if layout.use_bias:
-        grads.append(cell.bias_grad(tf.reduce_sum(dxp, axis=[0, 1]), tf.reduce_sum(drec, axis=[0, 1])))
+        drec_sum = tf.reduce_sum(drec, axis=[0, 1]) if drec is not None else None
+        grads.append(cell.bias_grad(tf.reduce_sum(dxp, axis=[0, 1]), drec_sum))
     grads += [None] * (layout.has_mask + layout.has_dropout + layout.has_recurrent_dropout)
     return (*grads, *dinitial)
 
