@@ -1,0 +1,1164 @@
+"""SimpleRNN, LSTM and GRU trained by hand-written backpropagation through time.
+
+One time loop serves the three cells. The layer's op does, for a sequence
+x (batch B, time T, features D), kernel W (D, k n), recurrent kernel U (n, k n)
+(k gates of n units each):
+
+Forward
+    XP = x @ W + b_in                   (T, B, k n)  one matrix product, all steps
+    for t = 0 .. T-1:                   tf.while_loop
+        REC_t = h_{t-1} @ U (+ b_rec)   (B, k n)
+        states_t, saved_t = cell.step_forward(XP_t, REC_t, states_{t-1})
+        masked steps keep states_{t-1}; the output repeats the previous one
+        (or is zero with zero_output_for_mask), as Keras's backend.rnn does.
+
+Backward, with dY the upstream gradient and dstates_T that of the final states
+    for t = T-1 .. 0:                   tf.while_loop
+        dXP_t, dREC_t, dstates_{t-1} = cell.step_backward(saved_t, dstates_t)
+        dstates_{t-1} += dREC_t @ U^T   (the recurrent path, inside the loop)
+    dx = dXP @ W^T                      (T, B, D)    one product after the loop
+    dW = x^T dXP                        (D, k n)     one product after the loop
+    dU = H_prev^T dREC                  (n, k n)     one product after the loop
+    db = sum over (T, B) of dXP (and of dREC for GRU's recurrent bias)
+
+Saved for the backward, and their memory (n units, k gates, per step B x n
+each unless said): the input x (B, T, D); h at every step, (T + 1) x B x n,
+for dU and the outputs; and what each cell's step saves, by reference in
+TensorArrays (no copies): SimpleRNN its output (1 tensor), LSTM c_{t-1} and
+i, f, g, o, tanh(c_t) (6), GRU h_{t-1}, z, r, hh (and u_h with reset_after)
+(4 or 5); plus the outputs when a mask makes them differ from h. In all about
+B x T x n x (k + 2) numbers, against autodiff of Keras's loop, which also
+keeps each step's matmul inputs and its gradient accumulators. The input
+projection XP (T x B x k n) is not kept: in a graph the loop pops it step by
+step, and the backward pops the saved lists the same way, so memory is freed
+as the loops go. What batching costs in memory: XP at the forward's start
+and dXP (T x B x k n) with its stacked copy after the backward's loop.
+
+Dropout is Keras's: masks drawn once per call from the layer's seed generator
+and reused at every step. LSTM and GRU with recurrent_dropout use one mask per
+gate (Keras's "implementation 1"), otherwise one shared input mask. The
+backward applies the same masks.
+"""
+
+import keras
+import tensorflow as tf
+
+from keras_bp import activations
+from keras_bp.core import manual_gradient
+from keras_bp.layers._validation import check_input_rank, check_positive_int, check_rate
+
+# --- gate matrix products with optional dropout masks -------------------------
+#
+# Every product in the loop is `x @ K` where the gate block g of K (columns
+# g n .. (g + 1) n) may see its own dropout mask of x. mask None: no dropout;
+# rank 2 (B, in): one mask for all gates; rank 3 (k, B, in): one per gate.
+
+
+def _rows(x):
+    return tf.reshape(x, (-1, tf.shape(x)[-1]))
+
+
+def _matmul(x, kernel, transpose_b=False):
+    """x (..., B, in) @ kernel (in, out) (or kernel^T) with leading axes flattened into rows."""
+    if x.shape.rank == 2:
+        return tf.matmul(x, kernel, transpose_b=transpose_b)
+    out = tf.matmul(_rows(x), kernel, transpose_b=transpose_b)
+    out_dim = tf.shape(kernel)[:1] if transpose_b else tf.shape(kernel)[-1:]
+    return tf.reshape(out, tf.concat([tf.shape(x)[:-1], out_dim], 0))
+
+
+def _per_gate(kernel, gates):
+    """(in, k n) -> (k, in, n): the gate blocks of a kernel side by side."""
+    return tf.transpose(tf.reshape(kernel, (tf.shape(kernel)[0], gates, -1)), (1, 0, 2))
+
+
+def _gates_last(y):
+    """(..., k, B, n) -> (..., B, k n)."""
+    rank = y.shape.rank
+    perm = list(range(rank - 3)) + [rank - 2, rank - 3, rank - 1]
+    y = tf.transpose(y, perm)
+    return tf.reshape(y, tf.concat([tf.shape(y)[:-2], [-1]], 0))
+
+
+def _gates_first(dy, gates):
+    """(..., B, k n) -> (..., k, B, n), the inverse of _gates_last."""
+    shape = tf.shape(dy)
+    dy = tf.reshape(dy, tf.concat([shape[:-1], [gates, -1]], 0))
+    rank = dy.shape.rank
+    perm = list(range(rank - 3)) + [rank - 2, rank - 3, rank - 1]
+    return tf.transpose(dy, perm)
+
+
+def gate_matmul(x, kernel, mask):
+    """y = concat over gates g of (x * mask_g) @ K_g     (..., B, k n)."""
+    if mask is None:
+        return _matmul(x, kernel)
+    if mask.shape.rank == 2:
+        return _matmul(x * mask, kernel)
+    gates = mask.shape[0]
+    xg = tf.expand_dims(x, -3) * mask  # (..., k, B, in)
+    return _gates_last(tf.matmul(xg, _per_gate(kernel, gates)))
+
+
+def gate_matmul_dx(dy, kernel, mask):
+    """dL/dx = sum over g of (dy_g @ K_g^T) * mask_g     (..., B, in)."""
+    if mask is None:
+        return _matmul(dy, kernel, transpose_b=True)
+    if mask.shape.rank == 2:
+        return _matmul(dy, kernel, transpose_b=True) * mask
+    gates = mask.shape[0]
+    dxg = tf.matmul(_gates_first(dy, gates), _per_gate(kernel, gates), transpose_b=True)
+    return tf.reduce_sum(dxg * mask, axis=-3)
+
+
+def gate_matmul_dkernel(x, dy, mask):
+    """dL/dK_g = sum over all rows of (x * mask_g)^T dy_g     (in, k n)."""
+    if mask is None:
+        return tf.matmul(_rows(x), _rows(dy), transpose_a=True)
+    if mask.shape.rank == 2:
+        return tf.matmul(_rows(x * mask), _rows(dy), transpose_a=True)
+    gates = mask.shape[0]
+    xg = tf.expand_dims(x, -3) * mask  # (..., k, B, in)
+    dyg = _gates_first(dy, gates)  # (..., k, B, n)
+    in_dim, n = tf.shape(xg)[-1], tf.shape(dyg)[-1]
+    # (k, rows, in)^T (k, rows, n) -> (k, in, n), rows = all leading axes and B.
+    xg = tf.reshape(tf.experimental.numpy.moveaxis(xg, -3, 0), (gates, -1, in_dim))
+    dyg = tf.reshape(tf.experimental.numpy.moveaxis(dyg, -3, 0), (gates, -1, n))
+    dk = tf.matmul(xg, dyg, transpose_a=True)
+    return tf.reshape(tf.transpose(dk, (1, 0, 2)), (in_dim, -1))
+
+
+def _slice_mask(mask, start, stop):
+    """The gate masks start..stop of a per-gate mask (shared masks pass as they are)."""
+    if mask is None or mask.shape.rank == 2:
+        return mask
+    return mask[start:stop]
+
+
+# --- the cells: one step forward and one step backward each --------------------
+#
+# prepare(U) -> what the steps use of the recurrent kernel (U, or its blocks),
+#     computed once outside the loop.
+# step_forward(xp, states, U, b_rec, rmask) -> (new_states, saved)
+#     xp: the step's input projection x_t @ W + b_in (B, k n); states: tuple of
+#     (B, n), the output h first. saved: a tuple of tensors for the backward,
+#     including the previous states the backward needs.
+# step_backward(saved, dstates, U, rmask) -> (dxp, drec, dstates_prev)
+#     dstates: dL/d(states after the step). dxp: dL/d(the step's input
+#     projection); the recurrent pre-activations get the same gradient except
+#     where separate_recurrent_grad: then drec is what differs (GRU's h block,
+#     (B, n)), else None.
+# saved_after_loop: indices into saved of what recurrent_kernel_grad uses.
+# recurrent_kernel_grad(h_prev, saved_arrays, dxp, drec, rmask) -> dU, on whole
+#     sequences (saved_arrays: the saved structure as TensorArrays over time).
+# bias_parts(b) -> (b_in, b_rec); bias_grad(dxp_sum, drec_sum) -> db (drec_sum None
+#     unless separate_recurrent_grad).
+
+
+class _SimpleRNNCell:
+    """h_t = f(a),  a = x_t W + b + h_{t-1} U.
+
+        da = dh * f'(a)                   (B, n)   f's backward
+        dxp = drec = da
+        dh_{t-1} = da @ U^T               (B, n)
+    """
+
+    gates = 1
+    num_states = 1
+    separate_recurrent_grad = False
+    saved_after_loop = ()
+
+    def __init__(self, activation):
+        self.activation = activation
+
+    def step_forward(self, xp, states, U, b_rec, rmask):
+        (h_prev,) = states
+        h, act_saved = self.activation.forward(xp + gate_matmul(h_prev, U, rmask))
+        return (h,), (act_saved,)
+
+    def prepare(self, U):
+        return U
+
+    def step_backward(self, saved, dstates, U, rmask):
+        (act_saved,) = saved
+        (dh,) = dstates
+        da = self.activation.backward(act_saved, dh)
+        return da, None, (gate_matmul_dx(da, U, rmask),)
+
+    def recurrent_kernel_grad(self, h_prev, saved_arrays, dxp, drec, rmask):
+        return gate_matmul_dkernel(h_prev, dxp, rmask)
+
+    def bias_parts(self, bias):
+        return bias, None
+
+    def bias_grad(self, dxp_sum, drec_sum):
+        return dxp_sum
+
+
+class _LSTMCell:
+    """Gates in Keras's order i, f, c, o; sigma = recurrent_activation, f = activation.
+
+        z = x_t W + b + h_{t-1} U = [z_i, z_f, z_c, z_o]      (B, 4n)
+        i = sigma(z_i)  f = sigma(z_f)  g = f(z_c)  o = sigma(z_o)
+        c_t = f * c_{t-1} + i * g
+        h_t = o * f(c_t)
+
+    With dh, dc = dL/dh_t, dL/dc_t (dc carried from step t+1):
+        do = dh * f(c_t)                  dc += f'(c_t) (dh * o)
+        di = dc * g    df = dc * c_{t-1}    dg = dc * i
+        dz = [sigma'(di), sigma'(df), f'(dg), sigma'(do)]   (B, 4n)
+        dc_{t-1} = dc * f
+        dh_{t-1} = dz @ U^T                                 (B, n)
+    """
+
+    gates = 4
+    num_states = 2
+    separate_recurrent_grad = False
+    saved_after_loop = ()
+
+    def __init__(self, activation, recurrent_activation):
+        self.activation = activation
+        self.recurrent_activation = recurrent_activation
+
+    def step_forward(self, xp, states, U, b_rec, rmask):
+        h_prev, c_prev = states
+        z_i, z_f, z_c, z_o = tf.split(xp + gate_matmul(h_prev, U, rmask), 4, axis=-1)
+        sigma, act = self.recurrent_activation, self.activation
+        i, i_saved = sigma.forward(z_i)
+        f, f_saved = sigma.forward(z_f)
+        g, g_saved = act.forward(z_c)
+        o, o_saved = sigma.forward(z_o)
+        c = f * c_prev + i * g
+        tanh_c, c_saved = act.forward(c)
+        h = o * tanh_c
+        return (h, c), (c_prev, i, f, g, o, tanh_c, i_saved, f_saved, g_saved, o_saved, c_saved)
+
+    def prepare(self, U):
+        return U
+
+    def step_backward(self, saved, dstates, U, rmask):
+        c_prev, i, f, g, o, tanh_c, i_saved, f_saved, g_saved, o_saved, c_saved = saved
+        dh, dc = dstates
+        sigma, act = self.recurrent_activation, self.activation
+        dc = dc + act.backward(c_saved, dh * o)
+        dz = tf.concat(
+            [
+                sigma.backward(i_saved, dc * g),
+                sigma.backward(f_saved, dc * c_prev),
+                act.backward(g_saved, dc * i),
+                sigma.backward(o_saved, dh * tanh_c),
+            ],
+            axis=-1,
+        )
+        return dz, None, (gate_matmul_dx(dz, U, rmask), dc * f)
+
+    def recurrent_kernel_grad(self, h_prev, saved_arrays, dxp, drec, rmask):
+        return gate_matmul_dkernel(h_prev, dxp, rmask)
+
+    def bias_parts(self, bias):
+        return bias, None
+
+    def bias_grad(self, dxp_sum, drec_sum):
+        return dxp_sum
+
+
+class _GRUCell:
+    """Gates in Keras's order z, r, h; sigma = recurrent_activation, f = activation.
+
+        [x_z, x_r, x_h] = x_t W + b_in                       (B, 3n)
+    reset_after=True (bias (2, 3n): b_in, b_rec):
+        [u_z, u_r, u_h] = h_{t-1} U + b_rec
+        z = sigma(x_z + u_z)   r = sigma(x_r + u_r)   hh = f(x_h + r * u_h)
+    reset_after=False (bias (3n,)):
+        [u_z, u_r] = h_{t-1} U_zr
+        z = sigma(x_z + u_z)   r = sigma(x_r + u_r)   hh = f(x_h + (r * h_{t-1}) U_h)
+    both:
+        h_t = z * h_{t-1} + (1 - z) * hh
+
+    With dh = dL/dh_t:
+        da_h = f'(dh * (1 - z))    da_z = sigma'(dh * (h_{t-1} - hh))
+        reset_after=True:   da_r = sigma'(da_h * u_h)
+            dXP = [da_z, da_r, da_h]   dREC = [da_z, da_r, da_h * r]
+            dh_{t-1} = dh * z + dREC @ U^T
+        reset_after=False:  d(r h) = da_h @ U_h^T   da_r = sigma'(d(r h) * h_{t-1})
+            dXP = dREC = [da_z, da_r, da_h]
+            dh_{t-1} = dh * z + d(r h) * r + [da_z, da_r] @ U_zr^T
+            dU_h = (r * h_{t-1})^T da_h   (after the loop)
+    """
+
+    gates = 3
+    num_states = 1
+
+    def __init__(self, activation, recurrent_activation, reset_after):
+        self.activation = activation
+        self.recurrent_activation = recurrent_activation
+        self.reset_after = reset_after
+        self.separate_recurrent_grad = reset_after
+        # Without reset_after, dU_h needs r at every step after the loop.
+        self.saved_after_loop = () if reset_after else (2,)
+
+    def prepare(self, U):
+        if self.reset_after:
+            return U
+        n = tf.shape(U)[0]
+        return U[:, : 2 * n], U[:, 2 * n :]
+
+    def step_forward(self, xp, states, U, b_rec, rmask):
+        (h_prev,) = states
+        sigma, act = self.recurrent_activation, self.activation
+        x_z, x_r, x_h = tf.split(xp, 3, axis=-1)
+        if self.reset_after:
+            u = gate_matmul(h_prev, U, rmask)
+            if b_rec is not None:
+                u = u + b_rec
+            u_z, u_r, u_h = tf.split(u, 3, axis=-1)
+        else:
+            U_zr, U_h = U
+            u_z, u_r = tf.split(gate_matmul(h_prev, U_zr, _slice_mask(rmask, 0, 2)), 2, axis=-1)
+        z, z_saved = sigma.forward(x_z + u_z)
+        r, r_saved = sigma.forward(x_r + u_r)
+        if self.reset_after:
+            hh, hh_saved = act.forward(x_h + r * u_h)
+            saved = (h_prev, z, r, hh, u_h, z_saved, r_saved, hh_saved)
+        else:
+            u_h = gate_matmul(r * h_prev, U_h, _slice_mask(rmask, 2, 3))
+            hh, hh_saved = act.forward(x_h + u_h)
+            saved = (h_prev, z, r, hh, z_saved, r_saved, hh_saved)
+        h = z * h_prev + (1 - z) * hh
+        return (h,), saved
+
+    def step_backward(self, saved, dstates, U, rmask):
+        sigma, act = self.recurrent_activation, self.activation
+        (dh,) = dstates
+        if self.reset_after:
+            h_prev, z, r, hh, u_h, z_saved, r_saved, hh_saved = saved
+            da_h = act.backward(hh_saved, dh * (1 - z))
+            da_z = sigma.backward(z_saved, dh * (h_prev - hh))
+            da_r = sigma.backward(r_saved, da_h * u_h)
+            dxp = tf.concat([da_z, da_r, da_h], axis=-1)
+            drec_h = da_h * r  # dREC = [da_z, da_r, drec_h]: only its h block differs from dXP
+            dh_prev = dh * z + gate_matmul_dx(tf.concat([da_z, da_r, drec_h], axis=-1), U, rmask)
+            return dxp, drec_h, (dh_prev,)
+        h_prev, z, r, hh, z_saved, r_saved, hh_saved = saved
+        U_zr, U_h = U
+        da_h = act.backward(hh_saved, dh * (1 - z))
+        da_z = sigma.backward(z_saved, dh * (h_prev - hh))
+        d_rh = gate_matmul_dx(da_h, U_h, _slice_mask(rmask, 2, 3))
+        da_r = sigma.backward(r_saved, d_rh * h_prev)
+        da_zr = tf.concat([da_z, da_r], axis=-1)
+        dh_prev = dh * z + d_rh * r + gate_matmul_dx(da_zr, U_zr, _slice_mask(rmask, 0, 2))
+        dxp = tf.concat([da_zr, da_h], axis=-1)
+        return dxp, None, (dh_prev,)
+
+    def recurrent_kernel_grad(self, h_prev, saved_arrays, dxp, drec, rmask):
+        n = tf.shape(h_prev)[-1]
+        if self.reset_after:
+            # NOTE: the z, r blocks of H^T dXP are dU's; its h block is computed
+            # and dropped, cheaper than slicing dXP (T x B x 3n) into a copy.
+            du_zr = gate_matmul_dkernel(h_prev, dxp, rmask)[:, : 2 * n]
+            return tf.concat([du_zr, gate_matmul_dkernel(h_prev, drec, _slice_mask(rmask, 2, 3))], axis=-1)
+        r = saved_arrays[2].stack()  # (T, B, n)
+        du_zr = gate_matmul_dkernel(h_prev, dxp[..., : 2 * n], _slice_mask(rmask, 0, 2))
+        du_h = gate_matmul_dkernel(r * h_prev, dxp[..., 2 * n :], _slice_mask(rmask, 2, 3))
+        return tf.concat([du_zr, du_h], axis=-1)
+
+    def bias_parts(self, bias):
+        if self.reset_after:
+            return bias[0], bias[1]
+        return bias, None
+
+    def bias_grad(self, dxp_sum, drec_sum):
+        if self.reset_after:
+            n = tf.shape(drec_sum)[0]
+            return tf.stack([dxp_sum, tf.concat([dxp_sum[: 2 * n], drec_sum], axis=0)])
+        return dxp_sum
+
+
+# --- saved tensors through TensorArrays ---------------------------------------
+
+
+def _unique(tensors):
+    """Distinct tensors of a flat list and where each entry sits among them.
+
+    NOTE: an activation that saves its output (sigmoid, tanh) hands back the
+    same tensor as the gate value; keeping it once halves what the loop stores.
+    """
+    unique, where = [], []
+    for t in tensors:
+        for j, u in enumerate(unique):
+            if u is t:
+                where.append(j)
+                break
+        else:
+            where.append(len(unique))
+            unique.append(t)
+    return unique, where
+
+
+def _flatten_saved(saved):
+    flat = [t for t in tf.nest.flatten(saved) if t is not None]
+    return _unique(flat)
+
+
+def _pack_saved(structure, unique, where):
+    """Rebuilds a step's `saved` structure from its distinct tensors."""
+    values = iter(unique[j] for j in where)
+    leaves = [None if leaf is None else next(values) for leaf in tf.nest.flatten(structure)]
+    return tf.nest.pack_sequence_as(structure, leaves)
+
+
+def _time_major(x):
+    return tf.transpose(x, [1, 0] + list(range(2, x.shape.rank)))
+
+
+# --- the shared BPTT loop ----------------------------------------------------
+
+
+class _Layout:
+    """Which optional tensors an op receives, in order after (x, kernel, recurrent_kernel)."""
+
+    def __init__(self, num_states, use_bias, has_mask, has_dropout, has_recurrent_dropout):
+        self.num_states = num_states
+        self.use_bias = use_bias
+        self.has_mask = has_mask
+        self.has_dropout = has_dropout
+        self.has_recurrent_dropout = has_recurrent_dropout
+
+    def unpack(self, inputs):
+        x, kernel, recurrent_kernel, *rest = inputs
+        rest = list(rest)
+        bias = rest.pop(0) if self.use_bias else None
+        mask = rest.pop(0) if self.has_mask else None
+        dmask = rest.pop(0) if self.has_dropout else None
+        rmask = rest.pop(0) if self.has_recurrent_dropout else None
+        return x, kernel, recurrent_kernel, bias, mask, dmask, rmask, tuple(rest)
+
+
+def rnn_forward(cell, layout, options, *inputs):
+    """The forward of the op: runs `cell` over the sequence (see the module docstring).
+
+    Inputs (positional): x (B, T, D), kernel, recurrent_kernel, [bias], [mask (B, T)],
+    [input dropout mask], [recurrent dropout mask], initial states (B, n) each.
+    Outputs: (y, *final_states); y is (B, T, n) with return_sequences, else (B, n).
+    """
+    go_backwards, return_sequences, zero_output_for_mask = options
+    x, kernel, recurrent_kernel, bias, mask, dmask, rmask, initial_states = layout.unpack(inputs)
+    b_in, b_rec = cell.bias_parts(bias) if bias is not None else (None, None)
+
+    x = _time_major(x)
+    if go_backwards:
+        x = tf.reverse(x, [0])
+    steps = x.shape[0] if x.shape[0] is not None else tf.shape(x)[0]
+
+    def project(x):
+        xp = gate_matmul(x, kernel, dmask)
+        return xp + b_in if b_in is not None else xp
+
+    if tf.executing_eagerly():
+        xp = project(x)
+
+        def next_xp(t, xp_list):
+            return xp[t], xp_list
+
+        xp_list = tf.zeros(())
+    else:
+        # NOTE: XP (T x B x k n) is the forward's largest tensor. As a list in
+        # reverse time order, each step pops its slice off the end and frees
+        # it while the saved tensors grow: the two never peak together.
+        xp_rev = project(tf.reverse(x, [0]))
+        xp_list = tf.raw_ops.TensorListFromTensor(tensor=xp_rev, element_shape=tf.constant(-1))
+
+        def next_xp(t, xp_list):
+            xp_list, xp_t = tf.raw_ops.TensorListPopBack(
+                input_handle=xp_list, element_shape=tf.constant(-1), element_dtype=xp_rev.dtype
+            )
+            xp_t.set_shape(xp_rev.shape[1:])
+            return xp_t, xp_list
+
+    step_mask = None
+    if mask is not None:
+        step_mask = _time_major(tf.expand_dims(tf.cast(mask, tf.bool), -1))
+        if go_backwards:
+            step_mask = tf.reverse(step_mask, [0])
+        mask_ta = tf.TensorArray(tf.bool, size=steps).unstack(step_mask)
+
+    recurrent = cell.prepare(recurrent_kernel)
+
+    def step(t, states, prev_output, xp_t):
+        new_states, saved = cell.step_forward(xp_t, states, recurrent, b_rec, rmask)
+        output = new_states[0]
+        if mask is not None:
+            keep = mask_ta.read(t)
+            new_states = tuple(tf.where(keep, s, p) for s, p in zip(new_states, states))
+            # Keras repeats the previous output at masked steps (zeros when
+            # zero_output_for_mask); the state carries through unchanged.
+            fill = tf.zeros_like(output) if zero_output_for_mask else prev_output
+            output = tf.where(keep, output, fill)
+        return new_states, saved, output
+
+    # The first step runs outside the loop: it tells the loop what a step saves.
+    xp_t, xp_list = next_xp(0, xp_list)
+    states0, saved0, output0 = step(0, initial_states, tf.zeros_like(initial_states[0]), xp_t)
+    unique0, where = _flatten_saved(saved0)
+
+    def array(first, size):
+        # clear_after_read=False: eagerly a read would otherwise empty the slot
+        # that recurrent_kernel_grad stacks after the backward loop.
+        return tf.TensorArray(first.dtype, size=size, element_shape=first.shape, clear_after_read=False).write(0, first)
+
+    # h_ta[t + 1] is h after step t and h_ta[0] the initial h: h_prev for dU.
+    h_ta = array(initial_states[0], steps + 1).write(1, states0[0])
+    saved_tas = tuple(array(u, steps) for u in unique0)
+    # With a mask the outputs differ from h (repeated or zeroed): keep them apart.
+    output_ta = (array(output0, steps),) if mask is not None else ()
+
+    def body(t, states, prev_output, h_ta, saved_tas, output_ta, xp_list):
+        xp_t, xp_list = next_xp(t, xp_list)
+        new_states, saved, output = step(t, states, prev_output, xp_t)
+        unique, _ = _flatten_saved(saved)
+        h_ta = h_ta.write(t + 1, new_states[0])
+        saved_tas = tuple(ta.write(t, u) for ta, u in zip(saved_tas, unique))
+        output_ta = tuple(ta.write(t, output) for ta in output_ta)
+        return t + 1, new_states, output, h_ta, saved_tas, output_ta, xp_list
+
+    _, final_states, last_output, h_ta, saved_tas, output_ta, _ = tf.while_loop(
+        lambda t, *_: t < steps,
+        body,
+        (tf.constant(1), states0, output0, h_ta, saved_tas, output_ta, xp_list),
+        maximum_iterations=steps - 1 if isinstance(steps, int) else None,
+    )
+
+    h_seq = h_ta.stack()  # (T + 1, B, n)
+    if return_sequences:
+        y = _time_major(output_ta[0].stack() if output_ta else h_seq[1:])
+    else:
+        y = last_output
+    # NOTE: the saved arrays go to the backward as they are: stacking them
+    # here and unstacking them there would copy every saved tensor twice.
+    saved = (x, kernel, recurrent_kernel, step_mask, dmask, rmask, h_seq, saved_tas, saved0, where)
+    return (y, *final_states), saved
+
+
+def rnn_backward(cell, layout, options, saved, dy, *dfinal_states):
+    """Backpropagation through time (see the module docstring for the formulas)."""
+    go_backwards, return_sequences, zero_output_for_mask = options
+    x, kernel, recurrent_kernel, step_mask, dmask, rmask, h_seq, saved_tas, structure, where = saved
+    steps = x.shape[0] if x.shape[0] is not None else tf.shape(x)[0]
+    recurrent = cell.prepare(recurrent_kernel)
+
+    if return_sequences:
+        dy_steps = _time_major(dy)
+    if step_mask is not None:
+        mask_ta = tf.TensorArray(tf.bool, size=steps).unstack(step_mask)
+    # dXP for every step, and the part of dREC that differs (GRU with reset_after).
+    shapes = [tf.TensorShape([h_seq.shape[1], kernel.shape[-1]])]
+    if cell.separate_recurrent_grad:
+        shapes.append(h_seq.shape[1:])
+    grad_tas = tuple(tf.TensorArray(x.dtype, size=steps, element_shape=shape) for shape in shapes)
+
+    # In a graph, each saved list is popped from its end as the loop walks
+    # back, so the memory of step t is freed once step t is done (as TF's own
+    # gradient accumulators do); a list the cell needs after the loop is read.
+    kept = {where[i] for i in cell.saved_after_loop}
+    popped = tuple(not tf.executing_eagerly() and j not in kept for j in range(len(saved_tas)))
+    lists = tuple(ta.flow if pop else tf.zeros(()) for ta, pop in zip(saved_tas, popped))
+
+    def read_saved(t, lists):
+        values, new_lists = [], []
+        for ta, pop, handle in zip(saved_tas, popped, lists):
+            if pop:
+                handle, value = tf.raw_ops.TensorListPopBack(
+                    input_handle=handle, element_shape=tf.constant(-1), element_dtype=ta.dtype
+                )
+                value.set_shape(ta.element_shape)
+            else:
+                value = ta.read(t)
+            values.append(value)
+            new_lists.append(handle)
+        return _pack_saved(structure, values, where), tuple(new_lists)
+
+    def body(t, dstates, doutput, grad_tas, lists):
+        # dstates: dL/d(states after step t); doutput: dL/d(output_t) carried
+        # from later steps, which only a mask creates (a masked step repeats it).
+        step_saved, lists = read_saved(t, lists)
+        if step_mask is not None:
+            # A masked step copied the states and (unless zero_output_for_mask)
+            # the previous output: their gradients pass straight through it.
+            dout = doutput + dy_steps[t] if return_sequences else doutput
+            keep = tf.cast(mask_ta.read(t), x.dtype)
+            dnew = (keep * (dstates[0] + dout),) + tuple(keep * d for d in dstates[1:])
+            passed = tuple((1 - keep) * d for d in dstates)
+            doutput = tf.zeros_like(dout) if zero_output_for_mask else (1 - keep) * dout
+        else:
+            dh = dstates[0] + dy_steps[t] if return_sequences else dstates[0]
+            dnew = (dh,) + tuple(dstates[1:])
+        dxp, drec, dprev = cell.step_backward(step_saved, dnew, recurrent, rmask)
+        if step_mask is not None:
+            dprev = tuple(d + p for d, p in zip(dprev, passed))
+        grad_tas = tuple(ta.write(t, g) for ta, g in zip(grad_tas, (dxp, drec)))
+        return t - 1, dprev, doutput, grad_tas, lists
+
+    dfinal_states = list(dfinal_states)
+    if step_mask is None:
+        if not return_sequences:
+            # The last output is the final h.
+            dfinal_states[0] = dfinal_states[0] + dy
+        doutput = tf.zeros((), x.dtype)  # unused without a mask
+    else:
+        doutput = tf.zeros_like(dfinal_states[0]) if return_sequences else dy
+    _, dinitial, _, grad_tas, _ = tf.while_loop(
+        lambda t, *_: t >= 0,
+        body,
+        (steps - 1, tuple(dfinal_states), doutput, grad_tas, lists),
+        maximum_iterations=steps if isinstance(steps, int) else None,
+    )
+
+    dxp = grad_tas[0].stack()  # (T, B, k n)
+    drec = grad_tas[1].stack() if cell.separate_recurrent_grad else None
+    dx = gate_matmul_dx(dxp, kernel, dmask)
+    if go_backwards:
+        dx = tf.reverse(dx, [0])
+    saved_arrays = _pack_saved(structure, list(saved_tas), where)
+    grads = [
+        _time_major(dx),
+        gate_matmul_dkernel(x, dxp, dmask),
+        cell.recurrent_kernel_grad(h_seq[:-1], saved_arrays, dxp, drec, rmask),
+    ]
+    if layout.use_bias:
+        drec_sum = tf.reduce_sum(drec, axis=[0, 1]) if drec is not None else None
+        grads.append(cell.bias_grad(tf.reduce_sum(dxp, axis=[0, 1]), drec_sum))
+    grads += [None] * (layout.has_mask + layout.has_dropout + layout.has_recurrent_dropout)
+    return (*grads, *dinitial)
+
+
+def _rnn_op(cell, layout, options):
+    def forward(*inputs):
+        return rnn_forward(cell, layout, options, *inputs)
+
+    def backward(saved, dy, *dstates):
+        return rnn_backward(cell, layout, options, saved, dy, *dstates)
+
+    return manual_gradient(forward, backward, name=type(cell).__name__.strip("_").lower())
+
+
+# --- the layers ----------------------------------------------------------------
+
+
+class _RNN(keras.layers.Layer):
+    """What SimpleRNN, LSTM and GRU share: arguments, weights, states, dropout masks, call.
+
+    Subclasses set `_gates`, build their cell in `__init__` and add their own
+    arguments to `get_config`.
+    """
+
+    _gates = 1
+    # Keras's SimpleRNN drops every input at dropout=1.0; LSTM and GRU then skip dropout.
+    _drops_at_rate_one = False
+
+    def __init__(
+        self,
+        units,
+        cell,
+        activation,
+        use_bias,
+        kernel_initializer,
+        recurrent_initializer,
+        bias_initializer,
+        kernel_regularizer,
+        recurrent_regularizer,
+        bias_regularizer,
+        activity_regularizer,
+        kernel_constraint,
+        recurrent_constraint,
+        bias_constraint,
+        dropout,
+        recurrent_dropout,
+        seed,
+        return_sequences,
+        return_state,
+        go_backwards,
+        stateful,
+        unroll,
+        zero_output_for_mask=False,
+        **kwargs,
+    ):
+        kwargs.pop("implementation", None)  # Keras's choice of kernel split; one math here.
+        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
+        self.units = units
+        self.cell = cell
+        self.activation = activation
+        self.use_bias = use_bias
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.recurrent_initializer = keras.initializers.get(recurrent_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        self.recurrent_regularizer = keras.regularizers.get(recurrent_regularizer)
+        self.bias_regularizer = keras.regularizers.get(bias_regularizer)
+        self.kernel_constraint = keras.constraints.get(kernel_constraint)
+        self.recurrent_constraint = keras.constraints.get(recurrent_constraint)
+        self.bias_constraint = keras.constraints.get(bias_constraint)
+        self.dropout = check_rate("dropout", dropout)
+        self.recurrent_dropout = check_rate("recurrent_dropout", recurrent_dropout)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.return_sequences = bool(return_sequences)
+        self.return_state = bool(return_state)
+        self.go_backwards = bool(go_backwards)
+        self.stateful = bool(stateful)
+        self.unroll = bool(unroll)
+        self.zero_output_for_mask = bool(zero_output_for_mask)
+        self.supports_masking = True
+        self._ops = {}
+        # Keras keeps the state variables of a stateful RNN out of the layer's
+        # weights (get_weights, checkpoints); so do we.
+        object.__setattr__(self, "_state_variables", None)
+
+    @property
+    def states(self):
+        return self._state_variables
+
+    def _bias_initializer(self):
+        return self.bias_initializer
+
+    def _bias_shape(self):
+        return (self._gates * self.units,)
+
+    def build(self, sequences_shape, initial_state_shape=None):
+        check_input_rank(self.__class__.__name__, "sequences", sequences_shape, rank=3)
+        input_dim = sequences_shape[-1]
+        if input_dim is None:
+            raise ValueError(
+                f"The last dimension of the input to {self.__class__.__name__} must "
+                f"be known, received: sequences shape {tuple(sequences_shape)}"
+            )
+        self.kernel = self.add_weight(
+            name="kernel",
+            shape=(input_dim, self._gates * self.units),
+            initializer=self.kernel_initializer,
+            regularizer=self.kernel_regularizer,
+            constraint=self.kernel_constraint,
+        )
+        self.recurrent_kernel = self.add_weight(
+            name="recurrent_kernel",
+            shape=(self.units, self._gates * self.units),
+            initializer=self.recurrent_initializer,
+            regularizer=self.recurrent_regularizer,
+            constraint=self.recurrent_constraint,
+        )
+        if self.use_bias:
+            self.bias = self.add_weight(
+                name="bias",
+                shape=self._bias_shape(),
+                initializer=self._bias_initializer(),
+                regularizer=self.bias_regularizer,
+                constraint=self.bias_constraint,
+            )
+        else:
+            self.bias = None
+        if self.stateful:
+            batch_size = sequences_shape[0]
+            if batch_size is None:
+                raise ValueError(
+                    "A stateful RNN needs a static batch size (pass batch_size= to "
+                    f"keras.Input), received: sequences shape {tuple(sequences_shape)}"
+                )
+            object.__setattr__(
+                self,
+                "_state_variables",
+                [
+                    keras.Variable(
+                        keras.ops.zeros((batch_size, self.units)),
+                        trainable=False,
+                        dtype=self.variable_dtype,
+                        name="rnn_state",
+                    )
+                    for _ in range(self.cell.num_states)
+                ],
+            )
+
+    def reset_state(self):
+        if self._state_variables is not None:
+            for v in self._state_variables:
+                v.assign(keras.ops.zeros_like(v.value))
+
+    def reset_states(self):
+        self.reset_state()
+
+    def _dropout_masks(self, sequences, training):
+        """Keras's masks: drawn once per call, the input's first, one per gate with recurrent_dropout."""
+        per_gate = self._gates if (self._gates > 1 and self.recurrent_dropout > 0) else None
+
+        def draw(like, rate):
+            if not training or rate == 0 or (rate == 1 and not self._drops_at_rate_one):
+                return None
+            ones = tf.ones_like(like)
+            if per_gate is None:
+                return keras.random.dropout(ones, rate, seed=self.seed_generator)
+            return tf.stack([keras.random.dropout(ones, rate, seed=self.seed_generator) for _ in range(per_gate)])
+
+        dmask = draw(sequences[:, 0, :], self.dropout)
+        rmask = draw(tf.zeros((tf.shape(sequences)[0], self.units), sequences.dtype), self.recurrent_dropout)
+        return dmask, rmask
+
+    def _initial_states(self, sequences, initial_state):
+        if initial_state is None:
+            if self.stateful:
+                return [tf.cast(tf.convert_to_tensor(v), self.compute_dtype) for v in self._state_variables]
+            zeros = tf.zeros((tf.shape(sequences)[0], self.units), self.compute_dtype)
+            return [zeros] * self.cell.num_states
+        states = list(initial_state) if isinstance(initial_state, (list, tuple)) else [initial_state]
+        if len(states) != self.cell.num_states:
+            raise ValueError(
+                f"{self.__class__.__name__} expects {self.cell.num_states} initial state "
+                f"tensor(s), received: initial_state with {len(states)} tensor(s)"
+            )
+        states = [tf.cast(tf.convert_to_tensor(s), self.compute_dtype) for s in states]
+        for s in states:
+            if s.shape.rank != 2 or (s.shape[-1] is not None and s.shape[-1] != self.units):
+                raise ValueError(
+                    f"Each initial state of {self.__class__.__name__} must have shape "
+                    f"(batch_size, {self.units}), received: initial_state with shape {tuple(s.shape)}"
+                )
+        return states
+
+    def _check_mask(self, sequences, mask):
+        if isinstance(mask, (list, tuple)):
+            mask = mask[0]
+        if mask is None:
+            return None
+        mask = tf.convert_to_tensor(mask)
+        expected = sequences.shape[:2]
+        if mask.shape.rank != 2 or not mask.shape.is_compatible_with(expected):
+            raise ValueError(
+                f"{self.__class__.__name__} expects a mask of shape (batch_size, timesteps) "
+                f"= {tuple(expected)}, received: mask with shape {tuple(mask.shape)}"
+            )
+        return tf.cast(mask, tf.bool)
+
+    def _op(self, layout, options):
+        key = (layout, options)
+        if key not in self._ops:
+            self._ops[key] = _rnn_op(self.cell, _Layout(*layout), options)
+        return self._ops[key]
+
+    def call(self, sequences, initial_state=None, mask=None, training=False):
+        check_input_rank(self.__class__.__name__, "sequences", sequences.shape, rank=3)
+        mask = self._check_mask(sequences, mask)
+        states = self._initial_states(sequences, initial_state)
+        dmask, rmask = self._dropout_masks(sequences, bool(training))
+        # Trap 1: read the weights here, outside the custom gradient.
+        tensors = [sequences, tf.convert_to_tensor(self.kernel), tf.convert_to_tensor(self.recurrent_kernel)]
+        optional = [tf.convert_to_tensor(self.bias) if self.use_bias else None, mask, dmask, rmask]
+        tensors += [t for t in optional if t is not None]
+        layout = (self.cell.num_states,) + tuple(t is not None for t in optional)
+        options = (self.go_backwards, self.return_sequences, self.zero_output_for_mask)
+        output, *final_states = self._op(layout, options)(*tensors, *states)
+        if self.stateful:
+            for variable, state in zip(self._state_variables, final_states):
+                variable.assign(tf.cast(state, variable.dtype))
+        if self.return_state:
+            return (output, *final_states)
+        return output
+
+    def compute_output_shape(self, sequences_shape, initial_state_shape=None):
+        batch_size = sequences_shape[0]
+        if self.return_sequences:
+            output_shape = (batch_size, sequences_shape[1], self.units)
+        else:
+            output_shape = (batch_size, self.units)
+        if self.return_state:
+            return (output_shape,) + ((batch_size, self.units),) * self.cell.num_states
+        return output_shape
+
+    def compute_mask(self, _, mask):
+        if isinstance(mask, (list, tuple)):
+            mask = mask[0]
+        output_mask = mask if self.return_sequences else None
+        if self.return_state:
+            return [output_mask] + [None] * self.cell.num_states
+        return output_mask
+
+    def get_config(self):
+        base_config = super().get_config()
+        config = {
+            "units": self.units,
+            "activation": activations.serialize(self.activation),
+            "use_bias": self.use_bias,
+            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+            "recurrent_initializer": keras.initializers.serialize(self.recurrent_initializer),
+            "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+            "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
+            "recurrent_regularizer": keras.regularizers.serialize(self.recurrent_regularizer),
+            "bias_regularizer": keras.regularizers.serialize(self.bias_regularizer),
+            "activity_regularizer": keras.regularizers.serialize(self.activity_regularizer),
+            "kernel_constraint": keras.constraints.serialize(self.kernel_constraint),
+            "recurrent_constraint": keras.constraints.serialize(self.recurrent_constraint),
+            "bias_constraint": keras.constraints.serialize(self.bias_constraint),
+            "dropout": self.dropout,
+            "recurrent_dropout": self.recurrent_dropout,
+            "seed": self.seed,
+            "return_sequences": self.return_sequences,
+            "return_state": self.return_state,
+            "go_backwards": self.go_backwards,
+            "stateful": self.stateful,
+            "unroll": self.unroll,
+            "zero_output_for_mask": self.zero_output_for_mask,
+        }
+        return {**base_config, **config}
+
+
+_SHARED_ARGS_DOC = """
+        use_bias: Whether the layer uses a bias vector.
+        kernel_initializer: Initializer for `kernel` (the input projection).
+        recurrent_initializer: Initializer for `recurrent_kernel`.
+        bias_initializer: Initializer for the bias vector.
+        kernel_regularizer, recurrent_regularizer, bias_regularizer: Regularizers
+            of the three weights.
+        activity_regularizer: Regularizer applied to the output.
+        kernel_constraint, recurrent_constraint, bias_constraint: Constraints of
+            the three weights.
+        dropout: Float in [0, 1], fraction of the input units to drop.
+        recurrent_dropout: Float in [0, 1], fraction of the recurrent state to drop.
+        seed: Random seed for dropout.
+        return_sequences: Return the whole output sequence, not only the last output.
+        return_state: Also return the final state(s).
+        go_backwards: Process the sequence backwards and return the reversed sequence.
+        stateful: Use each batch's final states as the next batch's initial states
+            (needs a static batch size).
+        unroll: Accepted for compatibility; the loop is always a `tf.while_loop`.
+        zero_output_for_mask: Zero outputs at masked steps instead of repeating
+            the previous output (set by `keras.layers.Bidirectional`).
+
+    Call arguments:
+        sequences: `(batch, timesteps, features)`.
+        initial_state: Initial state tensor(s), `(batch, units)` each.
+        mask: Boolean `(batch, timesteps)`; False steps are skipped: the state
+            carries through unchanged and the previous output is repeated.
+        training: Whether dropout applies.
+
+    Output shape:
+        `(batch, timesteps, units)` with `return_sequences`, else `(batch, units)`;
+        followed by the final state(s) with `return_state`.
+"""
+
+
+@keras.saving.register_keras_serializable(package="keras_bp")
+class SimpleRNN(_RNN):
+    """Fully connected RNN, `h_t = activation(x_t W + b + h_{t-1} U)`, trained by hand-written BPTT.
+
+    Drop-in for `keras.layers.SimpleRNN`: same arguments, weights `kernel`
+    (input_dim, units), `recurrent_kernel` (units, units), `bias` (units,),
+    and outputs. The step and its backward are in `_SimpleRNNCell`, the time
+    loop in `rnn_forward` / `rnn_backward`.
+
+    Args:
+        units: Positive integer, dimensionality of the output space.
+        activation: Activation name (default "tanh"; None means linear).
+    """
+
+    def __init__(
+        self,
+        units,
+        activation="tanh",
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        recurrent_initializer="orthogonal",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        recurrent_regularizer=None,
+        bias_regularizer=None,
+        activity_regularizer=None,
+        kernel_constraint=None,
+        recurrent_constraint=None,
+        bias_constraint=None,
+        dropout=0.0,
+        recurrent_dropout=0.0,
+        return_sequences=False,
+        return_state=False,
+        go_backwards=False,
+        stateful=False,
+        unroll=False,
+        seed=None,
+        **kwargs,
+    ):
+        units = check_positive_int("units", units)
+        activation = activations.get(activation)
+        super().__init__(
+            units, _SimpleRNNCell(activation), activation, use_bias,
+            kernel_initializer, recurrent_initializer, bias_initializer,
+            kernel_regularizer, recurrent_regularizer, bias_regularizer, activity_regularizer,
+            kernel_constraint, recurrent_constraint, bias_constraint,
+            dropout, recurrent_dropout, seed,
+            return_sequences, return_state, go_backwards, stateful, unroll, **kwargs,
+        )  # fmt: skip
+
+    _gates = 1
+    _drops_at_rate_one = True
+
+
+@keras.saving.register_keras_serializable(package="keras_bp")
+class LSTM(_RNN):
+    """Long Short-Term Memory layer (Hochreiter 1997) trained by hand-written BPTT.
+
+    Drop-in for `keras.layers.LSTM`: same arguments, weights `kernel`
+    (input_dim, 4 units), `recurrent_kernel` (units, 4 units), `bias`
+    (4 units,) in Keras's gate order i, f, c, o, and outputs. Never uses cuDNN
+    (`use_cudnn` is accepted and ignored). The step and its backward are in
+    `_LSTMCell`, the time loop in `rnn_forward` / `rnn_backward`.
+
+    Args:
+        units: Positive integer, dimensionality of the output space.
+        activation: Activation of the candidate and the cell output (default "tanh").
+        recurrent_activation: Activation of the gates (default "sigmoid").
+        unit_forget_bias: Add 1 to the forget gate's bias at initialization.
+    """
+
+    _gates = 4
+
+    def __init__(
+        self,
+        units,
+        activation="tanh",
+        recurrent_activation="sigmoid",
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        recurrent_initializer="orthogonal",
+        bias_initializer="zeros",
+        unit_forget_bias=True,
+        kernel_regularizer=None,
+        recurrent_regularizer=None,
+        bias_regularizer=None,
+        activity_regularizer=None,
+        kernel_constraint=None,
+        recurrent_constraint=None,
+        bias_constraint=None,
+        dropout=0.0,
+        recurrent_dropout=0.0,
+        seed=None,
+        return_sequences=False,
+        return_state=False,
+        go_backwards=False,
+        stateful=False,
+        unroll=False,
+        use_cudnn="auto",
+        **kwargs,
+    ):
+        units = check_positive_int("units", units)
+        if use_cudnn not in ("auto", True, False):
+            raise ValueError(f"use_cudnn must be 'auto', True or False, received: use_cudnn={use_cudnn!r}")
+        activation = activations.get(activation)
+        self.recurrent_activation = activations.get(recurrent_activation)
+        self.unit_forget_bias = bool(unit_forget_bias)
+        self.use_cudnn = use_cudnn
+        super().__init__(
+            units, _LSTMCell(activation, self.recurrent_activation), activation, use_bias,
+            kernel_initializer, recurrent_initializer, bias_initializer,
+            kernel_regularizer, recurrent_regularizer, bias_regularizer, activity_regularizer,
+            kernel_constraint, recurrent_constraint, bias_constraint,
+            dropout, recurrent_dropout, seed,
+            return_sequences, return_state, go_backwards, stateful, unroll, **kwargs,
+        )  # fmt: skip
+
+    def _bias_initializer(self):
+        if not self.unit_forget_bias:
+            return self.bias_initializer
+
+        # Keras's unit_forget_bias: the forget block (i, f, c, o) starts at one.
+        def initializer(_, *args, **kwargs):
+            n = self.units
+            return keras.ops.concatenate(
+                [
+                    self.bias_initializer((n,), *args, **kwargs),
+                    keras.initializers.get("ones")((n,), *args, **kwargs),
+                    self.bias_initializer((2 * n,), *args, **kwargs),
+                ]
+            )
+
+        return initializer
+
+    def get_config(self):
+        config = super().get_config()
+        config["recurrent_activation"] = activations.serialize(self.recurrent_activation)
+        config["unit_forget_bias"] = self.unit_forget_bias
+        config["use_cudnn"] = self.use_cudnn
+        return config
+
+
+@keras.saving.register_keras_serializable(package="keras_bp")
+class GRU(_RNN):
+    """Gated Recurrent Unit (Cho et al. 2014) trained by hand-written BPTT.
+
+    Drop-in for `keras.layers.GRU`: same arguments, weights `kernel`
+    (input_dim, 3 units), `recurrent_kernel` (units, 3 units), `bias` in
+    Keras's gate order z, r, h, shaped (2, 3 units) with `reset_after=True`
+    (input and recurrent biases) and (3 units,) without, and outputs. Never
+    uses cuDNN. The step and its backward are in `_GRUCell`.
+
+    Args:
+        units: Positive integer, dimensionality of the output space.
+        activation: Activation of the candidate (default "tanh").
+        recurrent_activation: Activation of the gates (default "sigmoid").
+        reset_after: Apply the reset gate after the recurrent product (True,
+            Keras's default and cuDNN's convention) or before it.
+    """
+
+    _gates = 3
+
+    def __init__(
+        self,
+        units,
+        activation="tanh",
+        recurrent_activation="sigmoid",
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        recurrent_initializer="orthogonal",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        recurrent_regularizer=None,
+        bias_regularizer=None,
+        activity_regularizer=None,
+        kernel_constraint=None,
+        recurrent_constraint=None,
+        bias_constraint=None,
+        dropout=0.0,
+        recurrent_dropout=0.0,
+        seed=None,
+        return_sequences=False,
+        return_state=False,
+        go_backwards=False,
+        stateful=False,
+        unroll=False,
+        reset_after=True,
+        use_cudnn="auto",
+        **kwargs,
+    ):
+        units = check_positive_int("units", units)
+        if use_cudnn not in ("auto", True, False):
+            raise ValueError(f"use_cudnn must be 'auto', True or False, received: use_cudnn={use_cudnn!r}")
+        activation = activations.get(activation)
+        self.recurrent_activation = activations.get(recurrent_activation)
+        self.reset_after = bool(reset_after)
+        self.use_cudnn = use_cudnn
+        cell = _GRUCell(activation, self.recurrent_activation, self.reset_after)
+        super().__init__(
+            units, cell, activation, use_bias,
+            kernel_initializer, recurrent_initializer, bias_initializer,
+            kernel_regularizer, recurrent_regularizer, bias_regularizer, activity_regularizer,
+            kernel_constraint, recurrent_constraint, bias_constraint,
+            dropout, recurrent_dropout, seed,
+            return_sequences, return_state, go_backwards, stateful, unroll, **kwargs,
+        )  # fmt: skip
+
+    def _bias_shape(self):
+        return (2, 3 * self.units) if self.reset_after else (3 * self.units,)
+
+    def get_config(self):
+        config = super().get_config()
+        config["recurrent_activation"] = activations.serialize(self.recurrent_activation)
+        config["reset_after"] = self.reset_after
+        config["use_cudnn"] = self.use_cudnn
+        return config
+
+
+for _layer in (SimpleRNN, LSTM, GRU):
+    _layer.__doc__ += "\n    Args (shared):" + _SHARED_ARGS_DOC
