@@ -152,7 +152,8 @@ def _sigmoid_forward(z):
 
 
 def _sigmoid_backward(y, dy):
-    return dy * y * (1 - y)
+    # NOTE: SigmoidGrad is exactly dy * y * (1 - y), in one fused kernel instead of three ops.
+    return tf.raw_ops.SigmoidGrad(y=y, dy=dy)
 
 
 def _tanh_forward(z):
@@ -161,7 +162,8 @@ def _tanh_forward(z):
 
 
 def _tanh_backward(y, dy):
-    return dy * (1 - y * y)
+    # NOTE: TanhGrad is exactly dy * (1 - y^2), in one fused kernel.
+    return tf.raw_ops.TanhGrad(y=y, dy=dy)
 
 
 @functools.lru_cache(maxsize=None)
