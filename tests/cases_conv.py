@@ -30,8 +30,9 @@ class LayerCase:
                   channels_first layer: feed it the input transposed to
                   channels_last and transpose its output and input gradient
                   back. (Keras's channels_first convolution has no CPU kernel
-                  and, compiled with XLA, gives wrong bias gradients in some
-                  configurations, see test_conv.py.)
+                  outside XLA, and Keras 3.15 adds the bias along the last
+                  axis when a channels_first output's last spatial size equals
+                  `filters`; see test_conv.py.)
     """
 
     name: str

@@ -214,7 +214,7 @@ def test_batch_norm_statistics_in_float32_for_half_inputs(policy):
 
 def test_batch_norm_with_mask_matches_keras():
     x = tf.random.normal((3, 5, 4))
-    mask = tf.constant([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]], tf.bool)
+    mask = tf.constant([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]]) > 0
     upstream = tf.random.normal(x.shape)
     ours, theirs = layers.BatchNormalization(gamma_initializer="random_normal"), keras.layers.BatchNormalization()
     ours.build(x.shape)
@@ -288,10 +288,28 @@ def test_channels_first_is_channels_last_transposed(cls, kwargs):
     np.testing.assert_allclose(tf.transpose(g_last, to_first), g_first, rtol=1e-5, atol=1e-6)
 
 
+def test_channels_first_bias_when_last_spatial_size_equals_filters():
+    # Keras 3.15's TensorFlow `add` turns `outputs + reshape(bias, (1, F, 1))`
+    # into a channels_last BiasAdd whenever outputs.shape[-1] == F, so its
+    # channels_first Conv1D with 5 filters and 5 output steps adds the bias
+    # along the steps. Ours must add it along the channels.
+    layer = layers.Conv1D(5, 3, strides=2, padding="same", data_format="channels_first",
+                          bias_initializer="random_normal")
+    x = tf.random.normal((2, 4, 9))
+    upstream = tf.random.normal((2, 5, 5))
+    with tf.GradientTape() as tape:
+        y = layer(x)
+        loss = tf.reduce_sum(y * upstream)
+    bias_grad = tape.gradient(loss, layer.bias)
+    no_bias = tf.nn.conv1d(tf.transpose(x, (0, 2, 1)), layer.kernel, 2, "SAME")
+    np.testing.assert_allclose(y, tf.transpose(no_bias, (0, 2, 1)) + layer.bias[:, None], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(bias_grad, tf.reduce_sum(upstream, (0, 2)), rtol=1e-5)
+
+
 @pytest.mark.parametrize("keepdims", [False, True])
 def test_global_average_pooling_1d_mask_matches_keras(keepdims):
     x = tf.random.normal((3, 5, 2))
-    mask = tf.constant([[1, 1, 0, 0, 0], [1, 1, 1, 1, 1], [0, 1, 0, 1, 0]], tf.bool)
+    mask = tf.constant([[1, 1, 0, 0, 0], [1, 1, 1, 1, 1], [0, 1, 0, 1, 0]]) > 0
     upstream = tf.random.normal((3, 1, 2) if keepdims else (3, 2))
     y, g = grads_of(lambda v: layers.GlobalAveragePooling1D(keepdims=keepdims)(v, mask=mask), x, upstream)
     y_ref, g_ref = grads_of(lambda v: keras.layers.GlobalAveragePooling1D(keepdims=keepdims)(v, mask=mask), x, upstream)

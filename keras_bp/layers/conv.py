@@ -219,7 +219,8 @@ def conv_op(layout, spec, activation, use_bias):
         kernel_2d = kernel[tf.newaxis] if layout.rank == 1 else kernel
         z = forward_math(spec, x, kernel_2d)
         if use_bias:
-            z = z + bias[0]
+            # NOTE: BiasAdd, not +: the same sums, and grappler fuses Conv2D + BiasAdd (+ relu).
+            z = tf.nn.bias_add(z, bias[0])
         y, activation_saved = activation.forward(z)
         return layout.from_nhwc(y), (x, kernel_2d, activation_saved)
 
@@ -232,7 +233,7 @@ def conv_op(layout, spec, activation, use_bias):
             dkernel = dkernel[0]
         grads = (layout.from_nhwc(dx), dkernel)
         if use_bias:
-            grads += (tf.reduce_sum(dz, axis=(0, 1, 2)),)
+            grads += (tf.raw_ops.BiasAddGrad(out_backprop=dz),)  # sum of dz over n, i, j
         return grads
 
     return manual_gradient(forward, backward, name=f"conv{layout.rank}d_{activation.name}")
