@@ -14,6 +14,8 @@ are per channel); LayerNormalization takes S = its `axis` (gamma and beta are
 per normalized element). One backward (`normalize_backward`) serves both.
 """
 
+import numbers
+
 import keras
 import tensorflow as tf
 
@@ -286,9 +288,9 @@ class BatchNormalization(keras.layers.Layer):
                 "keras.layers.BatchNormalization for it."
             )
         super().__init__(**kwargs)
-        if isinstance(axis, bool) or not isinstance(axis, int):
+        if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
             raise ValueError(f"axis must be an integer, received: axis={axis!r}")
-        self.axis = axis
+        self.axis = int(axis)
         self.momentum = float(momentum)
         self.epsilon = float(epsilon)
         self.center = center
