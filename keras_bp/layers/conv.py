@@ -1,0 +1,463 @@
+"""Conv1D and Conv2D: one convolution forward/backward pair for both.
+
+Both layers run the same 2-D math on channels-last tensors. A Conv1D input
+`(batch, steps, channels)` is a 2-D image of height 1, `(batch, 1, steps,
+channels)`, and its kernel `(k, in/groups, filters)` a `(1, k, in/groups,
+filters)` kernel; channels_first inputs are transposed to channels_last
+inside the op, because TensorFlow's CPU convolution only supports NHWC (Keras
+transposes for pooling for the same reason). The layout changes are part of
+the op's forward, and undone on the gradients in its backward, so the whole
+layer is one hand-written op.
+
+The spatial helpers here (argument checks, layout changes, output sizes) are
+shared with the pooling layers.
+"""
+
+import numbers
+from typing import NamedTuple
+
+import keras
+import tensorflow as tf
+
+from keras_bp import activations
+from keras_bp.core import manual_gradient
+from keras_bp.layers._validation import check_positive_int
+
+# --- argument checks shared with pooling -------------------------------------
+
+
+def standardize_tuple(name, value, n):
+    """An int or n ints, each a positive integer, as a tuple of n ints."""
+    values = (value,) * n if isinstance(value, numbers.Integral) else value
+    try:
+        values = tuple(values)
+    except TypeError:
+        values = None
+    if (
+        values is None
+        or len(values) != n
+        or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v > 0 for v in values)
+    ):
+        raise ValueError(
+            f"{name} must be a positive integer or a tuple of {n} positive "
+            f"integers, received: {name}={value!r}"
+        )
+    return tuple(int(v) for v in values)
+
+
+def standardize_padding(padding, allowed):
+    """'valid', 'same' (any case), or 'causal' where allowed."""
+    if isinstance(padding, str) and padding.lower() in allowed:
+        return padding.lower()
+    raise ValueError(
+        f"padding must be one of {', '.join(repr(a) for a in allowed)}, "
+        f"received: padding={padding!r}"
+    )
+
+
+def standardize_data_format(data_format):
+    """None means keras.config.image_data_format(), as in Keras."""
+    if data_format is None:
+        data_format = keras.config.image_data_format()
+    if isinstance(data_format, str) and data_format.lower() in ("channels_last", "channels_first"):
+        return data_format.lower()
+    raise ValueError(
+        "data_format must be 'channels_last' or 'channels_first', "
+        f"received: data_format={data_format!r}"
+    )
+
+
+def spatial_shape(input_shape, data_format):
+    """The spatial sizes of an input shape (batch and channels dropped)."""
+    return tuple(input_shape[1:-1] if data_format == "channels_last" else input_shape[2:])
+
+
+def output_size(n, window, stride, dilation, padding):
+    """Length of one output axis; None for an unknown input length.
+
+        valid:        floor((n - d (k - 1) - 1) / s) + 1
+        same, causal: ceil(n / s)
+    """
+    if n is None:
+        return None
+    if padding == "valid":
+        return (n - dilation * (window - 1) - 1) // stride + 1
+    return -(-n // stride)
+
+
+def check_output_not_empty(layer_name, input_shape, out_spatial, window_name, window):
+    """A 'valid' window larger than the input gives an empty output: say so."""
+    if any(n is not None and n <= 0 for n in out_spatial):
+        raise ValueError(
+            f"{layer_name}: {window_name}={window} does not fit in the input "
+            f"with padding='valid' (the output would have spatial shape "
+            f"{tuple(out_spatial)}), received: input_shape={tuple(input_shape)}. "
+            "Use a smaller window, padding='same', or a larger input."
+        )
+
+
+# --- layout: every op computes on (batch, height, width, channels) -----------
+
+
+class Layout(NamedTuple):
+    """How a layer's tensors map to the 4-D NHWC tensors the math runs on."""
+
+    rank: int  # 1 or 2 spatial axes
+    channels_first: bool
+
+    def to_nhwc(self, x):
+        """(N, C, *spatial) or (N, *spatial, C) -> (N, H, W, C); H = 1 for rank 1."""
+        if self.channels_first:
+            x = tf.transpose(x, (0,) + tuple(range(2, self.rank + 2)) + (1,))
+        if self.rank == 1:
+            x = tf.expand_dims(x, 1)
+        return x
+
+    def from_nhwc(self, x):
+        """Inverse of to_nhwc."""
+        if self.rank == 1:
+            x = tf.squeeze(x, 1)
+        if self.channels_first:
+            x = tf.transpose(x, (0, self.rank + 1) + tuple(range(1, self.rank + 1)))
+        return x
+
+    def spatial_2d(self, values):
+        """Per-axis window sizes or strides lifted to 2 axes: (k,) -> (1, k)."""
+        return (1,) + tuple(values) if self.rank == 1 else tuple(values)
+
+
+# --- the convolution pair ----------------------------------------------------
+
+
+class ConvSpec(NamedTuple):
+    """Static arguments of a 2-D NHWC convolution (1-D ones already lifted)."""
+
+    strides: tuple  # (sh, sw)
+    dilations: tuple  # (dh, dw)
+    padding: object  # "SAME", "VALID", or explicit [[0, 0], [t, b], [l, r], [0, 0]]
+    groups: int
+
+    def tf_args(self):
+        if isinstance(self.padding, str):
+            return dict(strides=[1, *self.strides, 1], padding=self.padding, dilations=[1, *self.dilations, 1])
+        return dict(
+            strides=[1, *self.strides, 1],
+            padding="EXPLICIT",
+            explicit_paddings=[p for pair in self.padding for p in pair],
+            dilations=[1, *self.dilations, 1],
+        )
+
+
+def conv_forward(spec, x, kernel):
+    """z = x (*) W, the cross-correlation of Keras's Conv layers.
+
+        z[n, i, j, f] = sum over (a, b, c) of
+                        x_pad[n, s_h i + d_h a, s_w j + d_w b, g(f) C_g + c] * W[a, b, c, f]
+
+    x: (N, H, W, C_in)   kernel W: (kh, kw, C_in / groups, F)   z: (N, H', W', F)
+    where g(f) = f // (F / groups) is filter f's group and C_g = C_in / groups.
+    """
+    args = spec.tf_args()
+    return tf.raw_ops.Conv2D(input=x, filter=kernel, **args)
+
+
+def conv_input_grad(spec, x_shape, kernel, dz):
+    """dL/dx: the transposed convolution of dz with the same kernel.
+
+        dx[n, p, q, c] = sum over (i, j, a, b) with s_h i + d_h a = p + pad_top,
+                         s_w j + d_w b = q + pad_left, and f in c's group, of
+                         dz[n, i, j, f] * W[a, b, c mod C_g, f]
+
+    dz: (N, H', W', F) -> dx: (N, H, W, C_in). This sum is what
+    Conv2DBackpropInput computes (a convolution of dz, dilated by the stride,
+    with the kernel flipped in space and transposed in its channel axes).
+    """
+    return tf.raw_ops.Conv2DBackpropInput(input_sizes=x_shape, filter=kernel, out_backprop=dz, **spec.tf_args())
+
+
+def conv_kernel_grad(spec, x, kernel_shape, dz):
+    """dL/dW: the correlation of the input with dz.
+
+        dW[a, b, c, f] = sum over (n, i, j) of
+                         x_pad[n, s_h i + d_h a, s_w j + d_w b, g(f) C_g + c] * dz[n, i, j, f]
+
+    x: (N, H, W, C_in), dz: (N, H', W', F) -> dW: (kh, kw, C_in / groups, F).
+    This sum is what Conv2DBackpropFilter computes.
+    """
+    return tf.raw_ops.Conv2DBackpropFilter(input=x, filter_sizes=kernel_shape, out_backprop=dz, **spec.tf_args())
+
+
+def _maybe_xla(fn, spec):
+    # NOTE: TensorFlow's CPU kernels have no gradients for grouped or dilated
+    # convolutions (Keras runs grouped ones through XLA, and dilated ones
+    # through space_to_batch); we run both through XLA, which has them.
+    needs_xla = spec.groups > 1 or max(spec.dilations) > 1
+    return tf.function(fn, jit_compile=True, reduce_retracing=True) if needs_xla else fn
+
+
+def conv_op(layout, spec, activation, use_bias):
+    """The Conv layer as one manual-gradient op: (x, kernel[, bias]) -> y.
+
+    Forward (on NHWC tensors, see `Layout`):
+        z = x (*) W + b            (N, H', W', F)     conv_forward
+        y = f(z)                                       activation's forward
+
+    Backward, with dy = dL/dy:
+        dz = dy * f'(z)                                activation's backward
+        dx = dz (*)^T W            (N, H, W, C_in)     conv_input_grad
+        dW = x (*) dz              (kh, kw, C_g, F)    conv_kernel_grad
+        db = sum over n, i, j of dz          (F,)
+
+    Saves the NHWC input, the kernel, and what the activation's backward needs.
+    """
+    forward_math = _maybe_xla(conv_forward, spec)
+    input_grad = _maybe_xla(conv_input_grad, spec)
+    kernel_grad = _maybe_xla(conv_kernel_grad, spec)
+
+    def forward(x, kernel, *bias):
+        x = layout.to_nhwc(x)
+        kernel_2d = kernel[tf.newaxis] if layout.rank == 1 else kernel
+        z = forward_math(spec, x, kernel_2d)
+        if use_bias:
+            # NOTE: BiasAdd, not +: the same sums, and grappler fuses Conv2D + BiasAdd (+ relu).
+            z = tf.nn.bias_add(z, bias[0])
+        y, activation_saved = activation.forward(z)
+        return layout.from_nhwc(y), (x, kernel_2d, activation_saved)
+
+    def backward(saved, dy):
+        x, kernel_2d, activation_saved = saved
+        dz = activation.backward(activation_saved, layout.to_nhwc(dy))
+        dx = input_grad(spec, tf.shape(x), kernel_2d, dz)
+        dkernel = kernel_grad(spec, x, tf.shape(kernel_2d), dz)
+        if layout.rank == 1:
+            dkernel = dkernel[0]
+        grads = (layout.from_nhwc(dx), dkernel)
+        if use_bias:
+            grads += (tf.raw_ops.BiasAddGrad(out_backprop=dz),)  # sum of dz over n, i, j
+        return grads
+
+    return manual_gradient(forward, backward, name=f"conv{layout.rank}d_{activation.name}")
+
+
+# --- the layers ---------------------------------------------------------------
+
+
+class _Conv(keras.layers.Layer):
+    """Shared body of Conv1D and Conv2D; `rank` is the number of spatial axes."""
+
+    rank = None
+
+    def __init__(
+        self,
+        filters,
+        kernel_size,
+        strides=1,
+        padding="valid",
+        data_format=None,
+        dilation_rate=1,
+        groups=1,
+        activation=None,
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
+        activity_regularizer=None,
+        kernel_constraint=None,
+        bias_constraint=None,
+        **kwargs,
+    ):
+        for unsupported in ("lora_rank", "lora_alpha"):
+            if kwargs.pop(unsupported, None) is not None:
+                raise ValueError(
+                    f"keras_bp.layers.{type(self).__name__} does not support "
+                    f"{unsupported}; use keras.layers.{type(self).__name__} for LoRA."
+                )
+        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
+        rank = self.rank
+        self.filters = check_positive_int("filters", filters)
+        self.groups = check_positive_int("groups", groups)
+        if self.filters % self.groups:
+            raise ValueError(
+                "filters must be divisible by groups, received: "
+                f"filters={filters}, groups={groups}"
+            )
+        self.kernel_size = standardize_tuple("kernel_size", kernel_size, rank)
+        self.strides = standardize_tuple("strides", strides, rank)
+        self.dilation_rate = standardize_tuple("dilation_rate", dilation_rate, rank)
+        self.padding = standardize_padding(padding, ("valid", "same", "causal") if rank == 1 else ("valid", "same"))
+        self.data_format = standardize_data_format(data_format)
+        if max(self.strides) > 1 and max(self.dilation_rate) > 1:
+            # Keras raises the same: TensorFlow's convolution has no such mode.
+            raise ValueError(
+                "strides > 1 is not supported together with dilation_rate > 1, "
+                f"received: strides={self.strides}, dilation_rate={self.dilation_rate}"
+            )
+        self.activation = activations.get(activation)
+        self.use_bias = use_bias
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        self.bias_regularizer = keras.regularizers.get(bias_regularizer)
+        self.kernel_constraint = keras.constraints.get(kernel_constraint)
+        self.bias_constraint = keras.constraints.get(bias_constraint)
+        self.input_spec = keras.layers.InputSpec(ndim=rank + 2)
+
+        self._layout = Layout(rank, self.data_format == "channels_first")
+        spec = ConvSpec(
+            strides=self._layout.spatial_2d(self.strides),
+            dilations=self._layout.spatial_2d(self.dilation_rate),
+            padding=self._tf_padding(),
+            groups=self.groups,
+        )
+        self._op = conv_op(self._layout, spec, self.activation, use_bias)
+
+    def _tf_padding(self):
+        if self.padding != "causal":
+            return self.padding.upper()
+        # Causal: pad d (k - 1) steps on the left only (Keras pads, then runs
+        # a 'valid' convolution; explicit padding is the same sum).
+        left = self.dilation_rate[0] * (self.kernel_size[0] - 1)
+        return [[0, 0], [0, 0], [left, 0], [0, 0]]
+
+    def build(self, input_shape):
+        channel_axis = -1 if self.data_format == "channels_last" else 1
+        if len(input_shape) != self.rank + 2:
+            raise ValueError(
+                f"{type(self).__name__} expects inputs of rank {self.rank + 2}, "
+                f"received: input_shape={tuple(input_shape)} (rank {len(input_shape)})"
+            )
+        input_channels = input_shape[channel_axis]
+        if input_channels is None:
+            raise ValueError(
+                f"The channel dimension of the input to {type(self).__name__} "
+                f"must be known, received: input_shape={tuple(input_shape)}"
+            )
+        if input_channels % self.groups:
+            raise ValueError(
+                "The number of input channels must be divisible by groups, "
+                f"received: groups={self.groups}, input_shape={tuple(input_shape)}"
+            )
+        self.compute_output_shape(input_shape)  # raises for a kernel that does not fit
+        self.kernel = self.add_weight(
+            name="kernel",
+            shape=self.kernel_size + (input_channels // self.groups, self.filters),
+            initializer=self.kernel_initializer,
+            regularizer=self.kernel_regularizer,
+            constraint=self.kernel_constraint,
+        )
+        if self.use_bias:
+            self.bias = self.add_weight(
+                name="bias",
+                shape=(self.filters,),
+                initializer=self.bias_initializer,
+                regularizer=self.bias_regularizer,
+                constraint=self.bias_constraint,
+            )
+        else:
+            self.bias = None
+        self.input_spec = keras.layers.InputSpec(ndim=self.rank + 2, axes={channel_axis: input_channels})
+
+    def call(self, inputs):
+        # Trap 1: read the weights here, outside the custom gradient.
+        weights = [tf.convert_to_tensor(self.kernel)]
+        if self.use_bias:
+            weights.append(tf.convert_to_tensor(self.bias))
+        return self._op(inputs, *weights)
+
+    def compute_output_shape(self, input_shape):
+        input_shape = tuple(input_shape)
+        out_spatial = tuple(
+            output_size(n, k, s, d, self.padding)
+            for n, k, s, d in zip(
+                spatial_shape(input_shape, self.data_format), self.kernel_size, self.strides, self.dilation_rate
+            )
+        )
+        check_output_not_empty(type(self).__name__, input_shape, out_spatial, "kernel_size", self.kernel_size)
+        if self.data_format == "channels_last":
+            return (input_shape[0],) + out_spatial + (self.filters,)
+        return (input_shape[0], self.filters) + out_spatial
+
+    def get_config(self):
+        base_config = super().get_config()
+        config = {
+            "filters": self.filters,
+            "kernel_size": self.kernel_size,
+            "strides": self.strides,
+            "padding": self.padding,
+            "data_format": self.data_format,
+            "dilation_rate": self.dilation_rate,
+            "groups": self.groups,
+            "activation": activations.serialize(self.activation),
+            "use_bias": self.use_bias,
+            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+            "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+            "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
+            "bias_regularizer": keras.regularizers.serialize(self.bias_regularizer),
+            "activity_regularizer": keras.regularizers.serialize(self.activity_regularizer),
+            "kernel_constraint": keras.constraints.serialize(self.kernel_constraint),
+            "bias_constraint": keras.constraints.serialize(self.bias_constraint),
+        }
+        return {**base_config, **config}
+
+
+_CONV_DOC = """{rank}-D convolution layer with a hand-derived backward pass.
+
+    Drop-in for `keras.layers.Conv{rank}D`: same arguments, defaults, weights
+    (`kernel` of shape `kernel_size + (input_channels // groups, filters)`,
+    then `bias` of shape `(filters,)`) and outputs. The forward and backward
+    are `conv_op` (derivation in its docstring and in `conv_forward`,
+    `conv_input_grad`, `conv_kernel_grad`); the activation's derivative is
+    fused into the backward. LoRA is not supported.
+
+    Args:
+        filters: Positive integer, number of output channels.
+        kernel_size: int or tuple of {rank} ints, the window size.
+        strides: int or tuple of {rank} ints. `strides > 1` is incompatible
+            with `dilation_rate > 1`.
+        padding: {paddings} (case-insensitive).{causal}
+        data_format: `"channels_last"` (default from `keras.config`) or
+            `"channels_first"`.
+        dilation_rate: int or tuple of {rank} ints.
+        groups: Positive integer; input channels and `filters` must be
+            divisible by it. Each group of `input_channels // groups` input
+            channels is convolved with `filters // groups` filters.
+        activation: Activation name or `keras.activations` function (see
+            `keras_bp.activations.SUPPORTED`). `None` means linear.
+        use_bias: Whether to add a bias vector.
+        kernel_initializer, bias_initializer: Initializers.
+        kernel_regularizer, bias_regularizer, activity_regularizer: Regularizers.
+        kernel_constraint, bias_constraint: Constraints.
+
+    Input shape:
+        `(batch, {spatial}, channels)` for channels_last,
+        `(batch, channels, {spatial})` for channels_first.
+
+    Output shape:
+        `(batch, {new_spatial}, filters)` or `(batch, filters, {new_spatial})`.
+    """
+
+
+@keras.saving.register_keras_serializable(package="keras_bp")
+class Conv1D(_Conv):
+    __doc__ = _CONV_DOC.format(
+        rank=1,
+        paddings='`"valid"`, `"same"` or `"causal"`',
+        causal=' `"causal"` pads `dilation_rate * (kernel_size - 1)`\n            steps on the left, so output t sees inputs up to t only.',
+        spatial="steps",
+        new_spatial="new_steps",
+    )
+    rank = 1
+
+
+@keras.saving.register_keras_serializable(package="keras_bp")
+class Conv2D(_Conv):
+    __doc__ = _CONV_DOC.format(
+        rank=2,
+        paddings='`"valid"` or `"same"`',
+        causal="",
+        spatial="height, width",
+        new_spatial="new_height, new_width",
+    )
+    rank = 2
+

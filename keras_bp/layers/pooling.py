@@ -1,0 +1,383 @@
+"""Pooling layers: max and average over windows, and global max and average.
+
+The windowed layers share one pair per mode, run on NHWC tensors like the
+convolutions (`keras_bp.layers.conv.Layout`: a 1-D input is an image of
+height 1, channels_first is transposed inside the op). The global layers
+reduce over the spatial axes in the layer's own layout.
+"""
+
+import keras
+import tensorflow as tf
+
+from keras_bp.core import manual_gradient
+from keras_bp.layers.conv import (
+    Layout,
+    check_output_not_empty,
+    output_size,
+    spatial_shape,
+    standardize_data_format,
+    standardize_padding,
+    standardize_tuple,
+)
+
+# --- windowed pooling -------------------------------------------------------
+
+
+def _pool_args(pool_size, strides, padding):
+    return dict(ksize=[1, *pool_size, 1], strides=[1, *strides, 1], padding=padding)
+
+
+def max_pool_op(layout, pool_size, strides, padding):
+    """Max pooling as a manual-gradient op: x -> y.
+
+    Forward, on NHWC tensors (x: (N, H, W, C), y: (N, H', W', C)):
+        y[n, i, j, c] = max over the window w(i, j) of x[n, p, q, c]
+        (w(i, j) = rows s_h i .. s_h i + k_h - 1, columns likewise, shifted
+        by the 'same' padding, which never wins: it is -inf)
+
+    Backward: the max is locally the identity on its arg-max, so each
+    window's upstream gradient goes to that one element, and an element that
+    is the arg-max of several (overlapping) windows collects all of them:
+        dx[n, p, q, c] = sum over windows w with argmax(w) = (p, q) of dy[n, w, c]
+
+    Ties: where several elements of a window share the max, the gradient
+    goes to the first of them in row-major order (top row first, then left to
+    right), as TensorFlow's own gradient does (MaxPoolGrad, on CPU and under
+    XLA; tests/test_conv.py checks it). MaxPoolGrad computes exactly the sum
+    above from x, y and dy.
+
+    Saves x and y.
+    """
+    args = _pool_args(pool_size, strides, padding)
+
+    def forward(x):
+        x = layout.to_nhwc(x)
+        y = tf.nn.max_pool2d(x, args["ksize"], args["strides"], padding)
+        return layout.from_nhwc(y), (x, y)
+
+    def backward(saved, dy):
+        x, y = saved
+        dx = tf.raw_ops.MaxPoolGrad(orig_input=x, orig_output=y, grad=layout.to_nhwc(dy), **args)
+        return layout.from_nhwc(dx)
+
+    return manual_gradient(forward, backward, name=f"max_pool{layout.rank}d")
+
+
+def average_pool_op(layout, pool_size, strides, padding):
+    """Average pooling as a manual-gradient op: x -> y.
+
+    Forward, on NHWC tensors (x: (N, H, W, C), y: (N, H', W', C)):
+        y[n, i, j, c] = (1 / |w(i, j)|) sum over the window w(i, j) of x[n, p, q, c]
+        where |w| counts the window's elements inside the input (with 'same'
+        padding, edge windows are smaller: padding is not averaged in).
+
+    Backward: each element receives, from every window that contains it,
+    that window's upstream gradient divided by the window's size:
+        dx[n, p, q, c] = sum over windows w containing (p, q) of dy[n, w, c] / |w|
+
+    AvgPoolGrad computes exactly this sum (it needs only x's shape). Saves
+    nothing but that shape.
+    """
+    args = _pool_args(pool_size, strides, padding)
+
+    def forward(x):
+        x = layout.to_nhwc(x)
+        y = tf.nn.avg_pool2d(x, args["ksize"], args["strides"], padding)
+        return layout.from_nhwc(y), tf.shape(x)
+
+    def backward(x_shape, dy):
+        dx = tf.raw_ops.AvgPoolGrad(orig_input_shape=x_shape, grad=layout.to_nhwc(dy), **args)
+        return layout.from_nhwc(dx)
+
+    return manual_gradient(forward, backward, name=f"average_pool{layout.rank}d")
+
+
+class _Pooling(keras.layers.Layer):
+    """Shared body of the windowed pooling layers."""
+
+    rank = None
+    make_op = None
+
+    def __init__(self, pool_size=2, strides=None, padding="valid", data_format=None, name=None, **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.pool_size = standardize_tuple("pool_size", pool_size, self.rank)
+        self.strides = standardize_tuple("strides", pool_size if strides is None else strides, self.rank)
+        self.padding = standardize_padding(padding, ("valid", "same"))
+        self.data_format = standardize_data_format(data_format)
+        self.input_spec = keras.layers.InputSpec(ndim=self.rank + 2)
+        layout = Layout(self.rank, self.data_format == "channels_first")
+        self._op = type(self).make_op(
+            layout, layout.spatial_2d(self.pool_size), layout.spatial_2d(self.strides), self.padding.upper()
+        )
+
+    def build(self, input_shape):
+        if len(input_shape) != self.rank + 2:
+            raise ValueError(
+                f"{type(self).__name__} expects inputs of rank {self.rank + 2}, "
+                f"received: input_shape={tuple(input_shape)} (rank {len(input_shape)})"
+            )
+        self.compute_output_shape(input_shape)  # raises for a window that does not fit
+
+    def call(self, inputs):
+        return self._op(inputs)
+
+    def compute_output_shape(self, input_shape):
+        input_shape = tuple(input_shape)
+        out_spatial = tuple(
+            output_size(n, k, s, 1, self.padding)
+            for n, k, s in zip(spatial_shape(input_shape, self.data_format), self.pool_size, self.strides)
+        )
+        check_output_not_empty(type(self).__name__, input_shape, out_spatial, "pool_size", self.pool_size)
+        if self.data_format == "channels_last":
+            return (input_shape[0],) + out_spatial + (input_shape[-1],)
+        return (input_shape[0], input_shape[1]) + out_spatial
+
+    def get_config(self):
+        base_config = super().get_config()
+        config = {
+            "pool_size": self.pool_size,
+            "padding": self.padding,
+            "strides": self.strides,
+            "data_format": self.data_format,
+        }
+        return {**base_config, **config}
+
+
+_POOL_DOC = """{mode} pooling over {rank}-D windows, with a hand-derived backward pass.
+
+    Drop-in for `keras.layers.{name}` (no weights). Forward and backward:
+    `{op}` (derivation in its docstring).
+
+    Args:
+        pool_size: int or tuple of {rank} ints, the window size.
+        strides: int or tuple of {rank} ints; `None` means `pool_size`.
+        padding: `"valid"` or `"same"` (case-insensitive).
+        data_format: `"channels_last"` (default from `keras.config`) or
+            `"channels_first"`.
+
+    Input shape:
+        `(batch, {spatial}, channels)` or `(batch, channels, {spatial})`.
+
+    Output shape:
+        `(batch, {pooled}, channels)` or `(batch, channels, {pooled})`.
+    """
+
+
+def _pool_doc(mode, rank, name, op):
+    spatial, pooled = ("steps", "pooled_steps") if rank == 1 else ("height, width", "pooled_height, pooled_width")
+    return _POOL_DOC.format(mode=mode, rank=rank, name=name, op=op, spatial=spatial, pooled=pooled)
+
+
+@keras.saving.register_keras_serializable(package="keras_bp")
+class MaxPooling1D(_Pooling):
+    __doc__ = _pool_doc("Max", 1, "MaxPooling1D", "max_pool_op")
+    rank = 1
+    make_op = staticmethod(max_pool_op)
+
+
+@keras.saving.register_keras_serializable(package="keras_bp")
+class MaxPooling2D(_Pooling):
+    __doc__ = _pool_doc("Max", 2, "MaxPooling2D", "max_pool_op")
+    rank = 2
+    make_op = staticmethod(max_pool_op)
+
+    def __init__(self, pool_size=(2, 2), strides=None, padding="valid", data_format=None, name=None, **kwargs):
+        super().__init__(pool_size, strides, padding, data_format, name=name, **kwargs)
+
+
+@keras.saving.register_keras_serializable(package="keras_bp")
+class AveragePooling1D(_Pooling):
+    __doc__ = _pool_doc("Average", 1, "AveragePooling1D", "average_pool_op")
+    rank = 1
+    make_op = staticmethod(average_pool_op)
+
+    def __init__(self, pool_size, strides=None, padding="valid", data_format=None, name=None, **kwargs):
+        super().__init__(pool_size, strides, padding, data_format, name=name, **kwargs)
+
+
+@keras.saving.register_keras_serializable(package="keras_bp")
+class AveragePooling2D(_Pooling):
+    __doc__ = _pool_doc("Average", 2, "AveragePooling2D", "average_pool_op")
+    rank = 2
+    make_op = staticmethod(average_pool_op)
+
+    def __init__(self, pool_size, strides=None, padding="valid", data_format=None, name=None, **kwargs):
+        super().__init__(pool_size, strides, padding, data_format, name=name, **kwargs)
+
+
+# --- global pooling ---------------------------------------------------------
+
+
+def global_average_pool_op(axes, keepdims):
+    """Global average pooling as a manual-gradient op: (x[, mask]) -> y.
+
+    Forward, over the spatial axes S (|S| = number of spatial positions):
+        y[n, c] = (1 / |S|) sum over s in S of x[n, s, c]
+    With a mask m (Keras's GlobalAveragePooling1D; 1 = keep, 0 = skip):
+        y[n, c] = sum_s m[n, s] x[n, s, c] / sum_s m[n, s]
+
+    Backward: every position receives the same share of the upstream gradient:
+        dx[n, s, c] = dy[n, c] / |S|           (masked: dy[n, c] m[n, s] / sum_s m[n, s])
+    The mask gets no gradient.
+    """
+
+    def forward(x, *mask):
+        if mask:
+            # Keras's formula, term for term: zero the masked steps, divide by the count.
+            m = mask[0]
+            count = tf.reduce_sum(m, axis=axes, keepdims=True)
+            y = tf.reduce_sum(tf.where(m > 0, x, tf.zeros_like(x)), axis=axes, keepdims=True) / count
+            weights = m / count
+        else:
+            y = tf.reduce_mean(x, axis=axes, keepdims=True)
+            weights = 1 / tf.cast(tf.reduce_prod(tf.gather(tf.shape(x), axes)), x.dtype)
+        return (y if keepdims else tf.squeeze(y, axes)), (tf.shape(x), tf.shape(y), weights)
+
+    def backward(saved, dy):
+        x_shape, kept_shape, weights = saved
+        dx = tf.broadcast_to(tf.reshape(dy, kept_shape) * weights, x_shape)
+        # A mask (weights of the input's rank) is an input too; it gets no gradient.
+        return dx if weights.shape.rank == 0 else (dx, None)
+
+    return manual_gradient(forward, backward, name="global_average_pool")
+
+
+def global_max_pool_op(axes, keepdims):
+    """Global max pooling as a manual-gradient op: x -> y.
+
+    Forward: y[n, c] = max over spatial positions s of x[n, s, c].
+
+    Backward: the gradient goes to the arg-max. Where several positions share
+    the max, TensorFlow's gradient of reduce_max (the op Keras uses) splits it
+    equally among them, and so do we:
+        dx[n, s, c] = dy[n, c] [x[n, s, c] = y[n, c]] / #{s' : x[n, s', c] = y[n, c]}
+
+    Saves x and y.
+    """
+
+    def forward(x):
+        y = tf.reduce_max(x, axis=axes, keepdims=True)
+        return (y if keepdims else tf.squeeze(y, axes)), (x, y)
+
+    def backward(saved, dy):
+        x, y = saved
+        if not keepdims:
+            dy = tf.reshape(dy, tf.shape(y))
+        is_max = tf.cast(tf.equal(x, y), dy.dtype)
+        return dy * is_max / tf.reduce_sum(is_max, axis=axes, keepdims=True)
+
+    return manual_gradient(forward, backward, name="global_max_pool")
+
+
+class _GlobalPooling(keras.layers.Layer):
+    """Shared body of the global pooling layers."""
+
+    rank = None
+    make_op = None
+
+    def __init__(self, data_format=None, keepdims=False, **kwargs):
+        super().__init__(**kwargs)
+        self.data_format = standardize_data_format(data_format)
+        self.keepdims = keepdims
+        self.input_spec = keras.layers.InputSpec(ndim=self.rank + 2)
+        first = 1 if self.data_format == "channels_last" else 2
+        self._axes = list(range(first, first + self.rank))
+        self._op = type(self).make_op(self._axes, bool(keepdims))
+
+    def build(self, input_shape):
+        if len(input_shape) != self.rank + 2:
+            raise ValueError(
+                f"{type(self).__name__} expects inputs of rank {self.rank + 2}, "
+                f"received: input_shape={tuple(input_shape)} (rank {len(input_shape)})"
+            )
+
+    def call(self, inputs):
+        return self._op(inputs)
+
+    def compute_output_shape(self, input_shape):
+        input_shape = tuple(input_shape)
+        channels = input_shape[-1] if self.data_format == "channels_last" else input_shape[1]
+        if not self.keepdims:
+            return (input_shape[0], channels)
+        if self.data_format == "channels_last":
+            return (input_shape[0],) + (1,) * self.rank + (channels,)
+        return (input_shape[0], channels) + (1,) * self.rank
+
+    def get_config(self):
+        base_config = super().get_config()
+        return {**base_config, "data_format": self.data_format, "keepdims": self.keepdims}
+
+
+_GLOBAL_DOC = """Global {mode} pooling over the {what}, with a hand-derived backward pass.
+
+    Drop-in for `keras.layers.{name}` (no weights). Forward and backward:
+    `{op}` (derivation in its docstring).{extra}
+
+    Args:
+        data_format: `"channels_last"` (default from `keras.config`) or
+            `"channels_first"`.
+        keepdims: Keep the pooled spatial axes with length 1.
+
+    Input shape:
+        `(batch, {spatial}, channels)` or `(batch, channels, {spatial})`.
+
+    Output shape:
+        `(batch, channels)`, or with keepdims the input's rank with each
+        spatial axis of length 1.
+    """
+
+
+@keras.saving.register_keras_serializable(package="keras_bp")
+class GlobalAveragePooling1D(_GlobalPooling):
+    __doc__ = _GLOBAL_DOC.format(
+        mode="average",
+        what="steps",
+        name="GlobalAveragePooling1D",
+        op="global_average_pool_op",
+        spatial="steps",
+        extra="\n\n    Call arguments:\n        inputs: 3-D tensor.\n        mask: `(batch, steps)` booleans; masked steps are left out of the average.",
+    )
+    rank = 1
+    make_op = staticmethod(global_average_pool_op)
+
+    def __init__(self, data_format=None, keepdims=False, **kwargs):
+        super().__init__(data_format=data_format, keepdims=keepdims, **kwargs)
+        self.supports_masking = True
+
+    def call(self, inputs, mask=None):
+        if mask is None:
+            return self._op(inputs)
+        channel_axis = 2 if self.data_format == "channels_last" else 1
+        return self._op(inputs, tf.expand_dims(tf.cast(mask, inputs.dtype), channel_axis))
+
+    def compute_mask(self, inputs, mask=None):
+        return None
+
+
+@keras.saving.register_keras_serializable(package="keras_bp")
+class GlobalAveragePooling2D(_GlobalPooling):
+    __doc__ = _GLOBAL_DOC.format(
+        mode="average", what="height and width", name="GlobalAveragePooling2D",
+        op="global_average_pool_op", spatial="height, width", extra="",
+    )
+    rank = 2
+    make_op = staticmethod(global_average_pool_op)
+
+
+@keras.saving.register_keras_serializable(package="keras_bp")
+class GlobalMaxPooling1D(_GlobalPooling):
+    __doc__ = _GLOBAL_DOC.format(
+        mode="max", what="steps", name="GlobalMaxPooling1D", op="global_max_pool_op", spatial="steps", extra=""
+    )
+    rank = 1
+    make_op = staticmethod(global_max_pool_op)
+
+
+@keras.saving.register_keras_serializable(package="keras_bp")
+class GlobalMaxPooling2D(_GlobalPooling):
+    __doc__ = _GLOBAL_DOC.format(
+        mode="max", what="height and width", name="GlobalMaxPooling2D",
+        op="global_max_pool_op", spatial="height, width", extra="",
+    )
+    rank = 2
+    make_op = staticmethod(global_max_pool_op)
