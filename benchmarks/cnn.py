@@ -43,7 +43,7 @@ def make_models(jit_compile, seed=0):
     models = {}
     for source in SOURCES:
         keras.utils.set_random_seed(seed)
-        model, _ = build_model(source)
+        model = build_model(source)
         model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
                       jit_compile=jit_compile)
         models[source] = model
@@ -92,7 +92,7 @@ def memory_child(source, jit_compile, steps, batch_size):
     from cnn_mnist import build_model
 
     keras.utils.set_random_seed(0)
-    model, _ = build_model(source)
+    model = build_model(source)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
                   jit_compile=jit_compile)
     x, y = batch(batch_size)

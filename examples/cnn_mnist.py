@@ -30,52 +30,28 @@ import keras_bp  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _data import DataError, load_mnist  # noqa: E402
 
-LAYER_NAMES = ("Conv2D", "MaxPooling2D", "Flatten", "Dense", "Dropout")
-
-
-def layer_classes(source):
-    """The network's layer classes from keras_bp ('keras_bp') or keras.layers ('keras').
-
-    Returns (classes by name, names that keras_bp does not have yet and came
-    from keras.layers).
-    """
-    classes, borrowed = {}, []
-    for name in LAYER_NAMES:
-        cls = getattr(keras_bp.layers, name, None) if source == "keras_bp" else None
-        if cls is None:
-            cls = getattr(keras.layers, name)
-            if source == "keras_bp":
-                borrowed.append(name)
-        classes[name] = cls
-    return classes, borrowed
-
-
 def build_model(source="keras_bp", num_classes=10):
-    """The example's network, from keras_bp's layers or from keras.layers."""
-    L, borrowed = layer_classes(source)
-    model = keras.Sequential(
+    """The example's network, from keras_bp's layers or (for comparison) from keras.layers."""
+    L = keras_bp.layers if source == "keras_bp" else keras.layers
+    return keras.Sequential(
         [
             keras.Input((28, 28, 1)),
-            L["Conv2D"](32, (3, 3), activation="relu"),
-            L["MaxPooling2D"]((2, 2)),
-            L["Conv2D"](64, (3, 3), activation="relu"),
-            L["MaxPooling2D"]((2, 2)),
-            L["Flatten"](),
-            L["Dense"](128, activation="relu"),
-            L["Dropout"](0.5),
-            L["Dense"](num_classes, activation="softmax"),
+            L.Conv2D(32, (3, 3), activation="relu"),
+            L.MaxPooling2D((2, 2)),
+            L.Conv2D(64, (3, 3), activation="relu"),
+            L.MaxPooling2D((2, 2)),
+            L.Flatten(),
+            L.Dense(128, activation="relu"),
+            L.Dropout(0.5),
+            L.Dense(num_classes, activation="softmax"),
         ],
         name=f"cnn_{source}",
     )
-    return model, borrowed
 
 
 def make_optimizer(source="keras_bp", learning_rate=1e-3):
-    """Adam from keras_bp.optimizers when it exists (and source is keras_bp), else Keras's."""
-    adam = getattr(keras_bp.optimizers, "Adam", None) if source == "keras_bp" else None
-    if adam is None:
-        return keras.optimizers.Adam(learning_rate), source == "keras_bp"
-    return adam(learning_rate), False
+    """Adam, written out by hand in keras_bp.optimizers, or Keras's own for comparison."""
+    return (keras_bp.optimizers if source == "keras_bp" else keras.optimizers).Adam(learning_rate)
 
 
 def prepare(images, labels, limit=None):
@@ -108,24 +84,15 @@ def main(argv=None):
     print(f"data: {description}; training on {len(x_train)}")
 
     keras.utils.set_random_seed(args.seed)
-    model, borrowed = build_model(args.layers)
-    optimizer, borrowed_optimizer = make_optimizer(args.layers)
-    if borrowed:
-        print(f"note: keras_bp has no {', '.join(borrowed)} yet; using keras.layers for them")
-    if borrowed_optimizer:
-        print("note: keras_bp.optimizers has no Adam yet; using keras.optimizers.Adam")
+    model = build_model(args.layers)
+    losses = keras_bp.losses if args.layers == "keras_bp" else keras.losses
     jit = {"auto": "auto", "true": True, "false": False}[args.jit_compile]
-    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"], jit_compile=jit)
+    model.compile(optimizer=make_optimizer(args.layers), loss=losses.SparseCategoricalCrossentropy(),
+                  metrics=["accuracy"], jit_compile=jit)
 
-    callbacks = []
-    audit_class = getattr(getattr(keras_bp, "callbacks", None), "GradientAudit", None)
-    if audit_class is not None and args.layers == "keras_bp":
-        audit = audit_class((x_train[:256], y_train[:256]), every=200)
-        callbacks.append(audit)
-    model.fit(x_train, y_train, batch_size=args.batch_size, epochs=args.epochs, callbacks=callbacks, verbose=2)
-    if callbacks:
-        failed = [r for r in callbacks[0].records if not r.passed]
-        print(f"gradient audit: {len(callbacks[0].records)} checks, {len(failed)} failed")
+    audit = keras_bp.callbacks.GradientAudit((x_train[:32], y_train[:32]), every=200, verbose=0)
+    model.fit(x_train, y_train, batch_size=args.batch_size, epochs=args.epochs, callbacks=[audit], verbose=2)
+    print(audit.summary())
 
     _, accuracy = model.evaluate(x_test, y_test, batch_size=512, verbose=0)
     print(f"test accuracy: {accuracy:.4f}")

@@ -1,8 +1,13 @@
-"""Runs every case in cases_conv.CASES through the layer checks.
+"""Runs every case in tests/conv_cases.py through the layer checks.
 
-NOTE: an interim runner until the shared layer harness lands; it performs
-the checks the shared harness is specified to perform (issue 2, item 9), so
-it can be deleted once the harness picks up `cases_conv.CASES`.
+The per-layer checks (parity with Keras, autodiff, float64 finite
+differences) run on every case; the whole-model checks (fit with and without
+XLA, save/load, mixed precision) on one case per layer, data format and
+padding family (MODEL_CASES), which keeps the suite fast.
+
+NOTE: this runner predates the shared harness (tests/harness.py): conv cases
+need a channels_last Keras twin and XLA-only Keras references, which the
+shared harness does not model yet. Folding them in is a follow-up.
 """
 
 import contextlib
@@ -13,9 +18,22 @@ import pytest
 import tensorflow as tf
 
 import keras_bp
-from cases_conv import CASES
+from tests.conv_cases import CASES
 
 IDS = [case.name for case in CASES]
+_MODEL_CASE_NAMES = {
+    "conv2d_channels_last_valid_s1", "conv2d_channels_last_same_s2", "conv2d_channels_last_valid_groups2",
+    "conv1d_channels_last_causal_dilation2", "conv1d_channels_last_same_s1",
+    "conv2d_channels_first_same_s1", "conv1d_channels_first_valid_s2",
+    "max_channels_last_valid_spool_2d", "max_channels_first_same_s1_1d",
+    "average_channels_last_same_spool_2d", "average_channels_first_valid_spool_1d",
+    "global_max_channels_last_keepdims0_2d", "global_average_channels_first_keepdims1_1d",
+    "batchnorm_train_last", "batchnorm_train_axis1", "batchnorm_infer_no_scale_center",
+    "layernorm_last", "layernorm_axes12",
+}
+MODEL_CASES = [case for case in CASES if case.name in _MODEL_CASE_NAMES]
+MODEL_IDS = [case.name for case in MODEL_CASES]
+assert len(MODEL_CASES) == len(_MODEL_CASE_NAMES)
 
 
 @contextlib.contextmanager
@@ -150,7 +168,7 @@ def test_finite_differences_float64(case):
 
 
 @pytest.mark.parametrize("jit_compile", [False, True], ids=["eager_graph", "xla"])
-@pytest.mark.parametrize("case", CASES, ids=IDS)
+@pytest.mark.parametrize("case", MODEL_CASES, ids=MODEL_IDS)
 def test_fit(case, jit_compile):
     layer = case.ours()
     model = keras.Sequential([keras.Input(case.input_shape[1:]), layer])
@@ -164,7 +182,7 @@ def test_fit(case, jit_compile):
         assert not np.array_equal(w.numpy(), w0), f"{w.path} did not change"
 
 
-@pytest.mark.parametrize("case", CASES, ids=IDS)
+@pytest.mark.parametrize("case", MODEL_CASES, ids=MODEL_IDS)
 def test_save_and_load(case, tmp_path):
     layer = case.ours()
     model = keras.Sequential([keras.Input(case.input_shape[1:]), layer])
@@ -177,7 +195,7 @@ def test_save_and_load(case, tmp_path):
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
 
 
-@pytest.mark.parametrize("case", CASES, ids=IDS)
+@pytest.mark.parametrize("case", MODEL_CASES, ids=MODEL_IDS)
 def test_mixed_precision(case):
     with dtype_policy("mixed_float16"):
         ours, theirs = build_pair(case)

@@ -35,3 +35,38 @@ def test_tiny_network_hidden_gradient_has_the_sigmoid_factor():
     reference = tiny.autodiff_gradients(params, x, y)
     for g, r in zip(manual, reference):
         assert float(tf.reduce_max(tf.abs(g - r))) < 1e-12
+
+
+def _run(script, *args):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, str(EXAMPLES / script), *args], capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_mnist_example_end_to_end_on_the_offline_digits(tmp_path):
+    out = _run("mnist.py", "--epochs", "1", "--limit", "400", "--audit-every", "5", "--verbose", "0",
+               "--save", str(tmp_path / "mnist.keras"), "--plot", str(tmp_path / "curves.png"))
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = out.stdout.strip().splitlines()
+    assert lines[0].startswith("data: ")
+    assert lines[-1].startswith("test accuracy: ") and 0.0 <= float(lines[-1].split()[-1]) <= 1.0
+    assert "GradientAudit:" in out.stdout and "0 with mismatches" in out.stdout
+    assert (tmp_path / "mnist.keras").exists() and (tmp_path / "curves.png").exists()
+
+
+def test_mnist_example_reports_a_bad_data_dir_without_traceback(tmp_path):
+    out = _run("mnist.py", "--data-dir", str(tmp_path / "missing"))
+    assert out.returncode == 2 and "error:" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_autoencoder_and_lstm_examples_end_to_end(tmp_path):
+    out = _run("autoencoder.py", "--epochs", "1", "--limit", "300", "--verbose", "0",
+               "--png", str(tmp_path / "rec.png"))
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1].startswith("test reconstruction error")
+    assert (tmp_path / "rec.png").exists()
+    out = _run("lstm_mnist.py", "--epochs", "1", "--limit", "300")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1].startswith("test accuracy: ")
