@@ -73,3 +73,27 @@ def test_converted_model_trains_and_saves(tmp_path):
 def test_bad_input():
     with pytest.raises(TypeError, match="keras.Model"):
         keras_bp.convert(keras.layers.Dense(3))
+
+
+def test_cnn_and_lstm_models_are_converted():
+    image = keras.Input((8, 8, 1))
+    h = keras.layers.Conv2D(4, 3, activation="relu")(image)
+    h = keras.layers.MaxPooling2D(2)(h)
+    h = keras.layers.Flatten()(h)
+    sequence = keras.Input((5, 3))
+    s = keras.layers.LSTM(4)(sequence)
+    h = keras.layers.Concatenate()([h, s])  # no counterpart: kept
+    h = keras.layers.Dropout(0.3)(h)
+    outputs = keras.layers.Dense(3, activation="softmax")(h)
+    model = keras.Model([image, sequence], outputs)
+    converted, report = keras_bp.convert(model, return_report=True)
+    swapped = {cls for _, cls in report.swapped}
+    assert swapped == {"Conv2D", "MaxPooling2D", "Flatten", "LSTM", "Dropout", "Dense"}
+    assert [cls for _, cls, _ in report.kept] == ["Concatenate"]
+    for layer in converted.layers:
+        if type(layer).__name__ in swapped:
+            assert type(layer).__module__.startswith("keras_bp."), layer.name
+    rng = np.random.RandomState(3)
+    x = [rng.standard_normal((2, 8, 8, 1)).astype("float32"), rng.standard_normal((2, 5, 3)).astype("float32")]
+    y = np.eye(3, dtype="float32")[[0, 2]]
+    _assert_same_predictions_and_gradients(model, converted, x, y)
