@@ -1,7 +1,7 @@
 """All benchmarks in one table: keras_bp over Keras, for each model, optimizer and the audit.
 
     python benchmarks/run.py            # the full runs of each benchmark (tens of minutes on 2 cores)
-    python benchmarks/run.py --quick    # a couple of minutes: fewer, shorter rounds
+    python benchmarks/run.py --quick    # under two minutes: fewer, shorter rounds, no memory figures
 
 Models (MLP, CNN, SimpleRNN, LSTM, GRU): training-step time of the network
 built from keras_bp layers over the same network from Keras's layers, median
@@ -22,26 +22,31 @@ from _common import machine  # noqa: E402
 
 
 def model_rows(quick):
+    """Time ratios; memory too, except in quick mode (each figure costs two fresh processes)."""
     import cnn
     import mlp
     import recurrent
 
     rounds, steps = (3, 5) if quick else (7, 20)
+    skipped = "- (full run only)"
+
+    def rss(m):
+        return f"{m['keras_bp']['peak_kib'] / 1024:.0f} / {m['keras']['peak_kib'] / 1024:.0f} MiB (process peak RSS)"
+
     rows = []
     t = mlp.benchmark_time(False, rounds, steps * 2)
-    m = mlp.benchmark_memory(False, steps)
-    rows.append(("MLP 784-64-10", t["keras_bp"] / t["keras"],
-                 f"{m['keras_bp']['peak_kib'] / 1024:.0f} / {m['keras']['peak_kib'] / 1024:.0f} MiB (process peak RSS)"))
+    rows.append(("MLP 784-64-10", t["keras_bp"] / t["keras"], skipped if quick else rss(mlp.benchmark_memory(False, steps))))
     t = cnn.benchmark_time(False, rounds, steps, 128)
-    m = cnn.benchmark_memory(False, steps, 128)
     rows.append(("CNN (examples/cnn_mnist.py)", t["keras_bp"] / t["keras"],
-                 f"{m['keras_bp']['peak_kib'] / 1024:.0f} / {m['keras']['peak_kib'] / 1024:.0f} MiB (process peak RSS)"))
+                 skipped if quick else rss(cnn.benchmark_memory(False, steps, 128))))
     for kind in recurrent.KINDS:
         t = recurrent.time_ratio(kind, rounds, steps, False)
-        ours = recurrent.peak_memory("keras_bp", kind, steps, False, 0)
-        theirs = recurrent.peak_memory("keras", kind, steps, False, 0)
-        rows.append((f"{kind} 128 units, 28 steps", t["keras_bp"] / t["keras"],
-                     f"{ours['step_peak_kib'] / 1024:.1f} / {theirs['step_peak_kib'] / 1024:.1f} MiB (step peak, BFC)"))
+        memory = skipped
+        if not quick:
+            ours = recurrent.peak_memory("keras_bp", kind, steps, False, 0)
+            theirs = recurrent.peak_memory("keras", kind, steps, False, 0)
+            memory = f"{ours['step_peak_kib'] / 1024:.1f} / {theirs['step_peak_kib'] / 1024:.1f} MiB (step peak, BFC)"
+        rows.append((f"{kind} 128 units, 28 steps", t["keras_bp"] / t["keras"], memory))
     return rows
 
 
