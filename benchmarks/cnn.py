@@ -19,36 +19,28 @@ measures host memory: on a CPU that is where TensorFlow's tensors live.
 """
 
 import argparse
-import json
 import os
-import resource
-import statistics
-import subprocess
 import sys
-import time
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from _common import ROOT, alternating_medians, child_memory, report_child_memory, time_train_steps  # noqa: E402
+
 sys.path.insert(0, os.path.join(ROOT, "examples"))
 SOURCES = ("keras_bp", "keras")
 
 
-def make_models(jit_compile, seed=0):
+def build(source, jit_compile, seed=0):
+    """The example's network from keras_bp or keras.layers, with Keras's Adam (only the layers differ)."""
     import keras
 
     from cnn_mnist import build_model
 
-    models = {}
-    for source in SOURCES:
-        keras.utils.set_random_seed(seed)
-        model = build_model(source)
-        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
-                      jit_compile=jit_compile)
-        models[source] = model
-    models["keras_bp"].set_weights(models["keras"].get_weights())
-    return models
+    keras.utils.set_random_seed(seed)
+    model = build_model(source)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
+                  jit_compile=jit_compile)
+    return model
 
 
 def batch(batch_size, seed=0):
@@ -60,58 +52,26 @@ def batch(batch_size, seed=0):
     return x, y
 
 
-def time_steps(model, x, y, steps):
-    start = time.perf_counter()
-    for _ in range(steps):
-        model.train_on_batch(x, y)
-    return (time.perf_counter() - start) / steps
-
-
 def benchmark_time(jit_compile, rounds, steps, batch_size):
-    models = make_models(jit_compile)
+    models = {source: build(source, jit_compile) for source in SOURCES}
+    models["keras_bp"].set_weights(models["keras"].get_weights())
     x, y = batch(batch_size)
-    for model in models.values():
-        time_steps(model, x, y, 3)  # trace, compile, warm up
-    times = {source: [] for source in SOURCES}
-    for i in range(rounds):
-        # Alternate the order too, so neither model always runs second.
-        for source in SOURCES if i % 2 == 0 else SOURCES[::-1]:
-            times[source].append(time_steps(models[source], x, y, steps))
-    return {source: statistics.median(t) for source, t in times.items()}
-
-
-def current_rss_kib():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
+    return alternating_medians(models, x, y, rounds, steps)
 
 
 def memory_child(source, jit_compile, steps, batch_size):
     """Runs in a fresh process: train one model, report peak and growth of RSS in KiB."""
-    import keras
-
-    from cnn_mnist import build_model
-
-    keras.utils.set_random_seed(0)
-    model = build_model(source)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
-                  jit_compile=jit_compile)
+    model = build(source, jit_compile)
     x, y = batch(batch_size)
-    before = current_rss_kib()
-    time_steps(model, x, y, steps)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    print(json.dumps({"peak_kib": peak, "growth_kib": peak - before}))
+    report_child_memory(lambda: time_train_steps(model, x, y, steps))
 
 
 def benchmark_memory(jit_compile, steps, batch_size):
-    results = {}
-    for source in SOURCES:
-        out = subprocess.run(
-            [sys.executable, os.path.abspath(__file__), "--memory-child", source,
-             "--jit-compile", str(jit_compile).lower(), "--steps", str(steps), "--batch-size", str(batch_size)],
-            capture_output=True, text=True, check=True,
-        )
-        results[source] = json.loads(out.stdout.strip().splitlines()[-1])
-    return results
+    return {
+        source: child_memory(__file__, ["--memory-child", source, "--jit-compile", str(jit_compile).lower(),
+                                        "--steps", str(steps), "--batch-size", str(batch_size)])
+        for source in SOURCES
+    }
 
 
 def main(argv=None):
