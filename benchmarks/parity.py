@@ -2,10 +2,11 @@
 
     python benchmarks/parity.py
 
-For each case of tests/cases_*.py and tests/conv_cases.py with a Keras
-counterpart, and each loss case of tests/test_losses.py: outputs and
-gradients (float32, copied weights), the largest absolute difference and the
-largest difference relative to the largest magnitude of the Keras value.
+For each case of the shared harness (tests/cases_*.py: core, convolutional
+and recurrent layers) with a Keras counterpart, and each loss case of
+tests/test_losses.py: outputs and gradients (float32, copied weights), the
+largest absolute difference and the largest difference relative to the
+largest magnitude of the Keras value.
 """
 
 import os
@@ -45,20 +46,6 @@ def harness_rows():
         yield case.id, worst
 
 
-def conv_rows():
-    import tests.test_conv_cases as runner
-    from tests.conv_cases import CASES
-
-    for case in CASES:
-        ours, theirs = runner.build_pair(case)
-        x = runner.random_input(case)
-        upstream = runner.upstream_for(ours, x, case.call_kwargs)
-        y, grads = runner.outputs_and_grads(ours, x, upstream, case.call_kwargs)
-        y_ref, grads_ref = runner.reference_outputs_and_grads(case, theirs, x, upstream)
-        worst = max([_diff(y, y_ref)] + [_diff(a, b) for a, b in zip(grads, grads_ref)], key=lambda d: d[1])
-        yield case.name, worst
-
-
 def loss_rows():
     import keras
 
@@ -75,7 +62,7 @@ def loss_rows():
 
 
 def main():
-    rows = list(harness_rows()) + list(conv_rows()) + list(loss_rows())
+    rows = list(harness_rows()) + list(loss_rows())
     rows.sort(key=lambda row: -row[1][1])
     print(f"{len(rows)} cases; the ten largest differences from Keras (outputs and gradients, float32):")
     for name, (err, rel) in rows[:10]:

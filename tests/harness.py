@@ -51,6 +51,40 @@ class LayerCase:
         return [rng.standard_normal(self.input_shape).astype("float32")]
 
 
+class KerasReference:
+    """A Keras layer called the way a case's comparison needs; delegates the rest.
+
+    channels_last: the layer is the channels_last twin of a channels_first
+        layer of ours: the input is transposed to channels_last before the
+        call and the output back after it, so outputs and input gradients
+        line up with ours. (Keras's channels_first convolution has no CPU
+        kernel outside XLA, and Keras 3.15 adds the bias along the last axis
+        when a channels_first output's last spatial size equals `filters`;
+        see tests/test_conv.py.)
+    jit: the call runs inside a `tf.function(jit_compile=True)`, forward and
+        backward (Keras's grouped convolution runs on CPU only under XLA).
+    """
+
+    def __init__(self, layer, channels_last=False, jit=False):
+        self.layer = layer
+        self.channels_last = channels_last
+        self._call = tf.function(self._plain_call, jit_compile=True) if jit else self._plain_call
+
+    def _plain_call(self, x, **kwargs):
+        if not self.channels_last:
+            return self.layer(x, **kwargs)
+        rank = len(x.shape)
+        to_last = (0,) + tuple(range(2, rank)) + (1,)
+        to_first = (0, rank - 1) + tuple(range(1, rank - 1))
+        return tf.transpose(self.layer(tf.transpose(x, to_last), **kwargs), to_first)
+
+    def __call__(self, x, **kwargs):
+        return self._call(x, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.layer, name)
+
+
 def all_cases():
     """Every `CASES` entry of every tests/cases_*.py module."""
     cases = []

@@ -1,6 +1,6 @@
 """Edge cases of the convolution, pooling and normalization layers.
 
-The registry in conv_cases.py covers parity, autodiff, finite differences,
+The shared harness (tests/cases_conv.py) covers parity, autodiff, finite differences,
 fit, save/load and mixed precision; this module covers what a registry entry
 cannot say: bad arguments, causality, max-pool ties, BatchNormalization's
 modes and moving statistics, groups, channels_first, masks.

@@ -1,64 +1,50 @@
-"""Registry entries for the convolution, pooling and normalization layers.
+"""Harness cases for the convolution, pooling and normalization layers.
 
-Each `LayerCase` names a keras_bp layer, its `keras.layers` namesake built
-with the same arguments, and a small input. The shared checks run every
-case: parity with Keras on copied weights (outputs and all gradients),
-manual against autodiff, float64 finite differences, fit with jit_compile
-False and True, save and load, mixed precision.
+Every option that changes the math: both data formats, every padding,
+strides 1 and 2, dilation 2, groups 2, BatchNormalization in training and
+inference mode on several axes, LayerNormalization on one and two axes.
+A channels_first convolution is compared with Keras's channels_last twin,
+and Keras's grouped convolution is called under XLA (`KerasReference`).
+The whole-model checks (fit, save/load, mixed precision) run on one case
+per layer, data format and padding family (`fit=True`), to keep the suite
+fast; the per-layer checks run on all.
 """
-
-import dataclasses
-from typing import Any, Callable
 
 import keras
 
 import keras_bp
+from tests.harness import KerasReference, LayerCase
 
-
-@dataclasses.dataclass(frozen=True)
-class LayerCase:
-    """One layer configuration for the shared checks.
-
-    name:         test id.
-    ours, theirs: zero-argument factories for the keras_bp layer and its
-                  keras.layers namesake (same arguments).
-    input_shape:  full input shape, batch included.
-    call_kwargs:  keyword arguments for every call (e.g. training=True).
-    reference_jit: Keras's layer only runs under XLA on CPU (grouped
-                  convolutions), so call it compiled.
-    reference_channels_last: `theirs` is the channels_last twin of a
-                  channels_first layer: feed it the input transposed to
-                  channels_last and transpose its output and input gradient
-                  back. (Keras's channels_first convolution has no CPU kernel
-                  outside XLA, and Keras 3.15 adds the bias along the last
-                  axis when a channels_first output's last spatial size equals
-                  `filters`; see test_conv.py.)
-    """
-
-    name: str
-    ours: Callable[[], Any]
-    theirs: Callable[[], Any]
-    input_shape: tuple
-    call_kwargs: dict = dataclasses.field(default_factory=dict)
-    reference_jit: bool = False
-    reference_channels_last: bool = False
+_FIT_CASES = {
+    "conv2d_channels_last_valid_s1", "conv2d_channels_last_same_s2", "conv2d_channels_last_valid_groups2",
+    "conv1d_channels_last_causal_dilation2", "conv1d_channels_last_same_s1",
+    "conv2d_channels_first_same_s1", "conv1d_channels_first_valid_s2",
+    "max_channels_last_valid_spool_2d", "max_channels_first_same_s1_1d",
+    "average_channels_last_same_spool_2d", "average_channels_first_valid_spool_1d",
+    "global_max_channels_last_keepdims0_2d", "global_average_channels_first_keepdims1_1d",
+    "batchnorm_train_last", "batchnorm_train_axis1", "batchnorm_infer_no_scale_center",
+    "layernorm_last", "layernorm_axes12",
+}
 
 
 def _pair(name, class_name, input_shape, call_kwargs=None, reference_jit=False, **kwargs):
-    """A case whose two layers are `class_name(**kwargs)` from keras_bp and from Keras.
-
-    A channels_first convolution is compared with Keras's channels_last twin.
-    """
+    """A case whose two layers are `class_name(**kwargs)` from keras_bp and from Keras."""
     via_last = class_name.startswith("Conv") and kwargs.get("data_format") == "channels_first"
     their_kwargs = {**kwargs, "data_format": "channels_last"} if via_last else kwargs
+    if via_last or reference_jit:
+        def keras_make():
+            return KerasReference(getattr(keras.layers, class_name)(**their_kwargs),
+                                  channels_last=via_last, jit=reference_jit)
+    else:
+        def keras_make():
+            return getattr(keras.layers, class_name)(**kwargs)
     return LayerCase(
-        name=name,
-        ours=lambda: getattr(keras_bp.layers, class_name)(**kwargs),
-        theirs=lambda: getattr(keras.layers, class_name)(**their_kwargs),
+        id=name,
+        make=lambda: getattr(keras_bp.layers, class_name)(**kwargs),
+        keras_make=keras_make,
         input_shape=input_shape,
         call_kwargs=call_kwargs or {},
-        reference_jit=reference_jit,
-        reference_channels_last=via_last,
+        fit=name in _FIT_CASES,
     )
 
 
@@ -139,3 +125,4 @@ def _normalization_cases():
 
 
 CASES = _conv_cases() + _pooling_cases() + _normalization_cases()
+assert {case.id for case in CASES if case.fit} == _FIT_CASES
