@@ -5,8 +5,8 @@ x (batch B, time T, features D), kernel W (D, k n), recurrent kernel U (n, k n)
 (k gates of n units each):
 
 Forward
-    XP = x @ W + b_in                   (T, B, k n)  one matrix product, all steps
     for t = 0 .. T-1:                   tf.while_loop
+        XP_t = x_t @ W + b_in           (B, k n)
         REC_t = h_{t-1} @ U (+ b_rec)   (B, k n)
         states_t, saved_t = cell.step_forward(XP_t, REC_t, states_{t-1})
         masked steps keep states_{t-1}; the output repeats the previous one
@@ -15,24 +15,32 @@ Forward
 Backward, with dY the upstream gradient and dstates_T that of the final states
     for t = T-1 .. 0:                   tf.while_loop
         dXP_t, dREC_t, dstates_{t-1} = cell.step_backward(saved_t, dstates_t)
-        dstates_{t-1} += dREC_t @ U^T   (the recurrent path, inside the loop)
-    dx = dXP @ W^T                      (T, B, D)    one product after the loop
-    dW = x^T dXP                        (D, k n)     one product after the loop
-    dU = H_prev^T dREC                  (n, k n)     one product after the loop
-    db = sum over (T, B) of dXP (and of dREC for GRU's recurrent bias)
+        dstates_{t-1} += dREC_t @ U^T   (the recurrent path)
+        dx_t = dXP_t @ W^T              (B, D)
+        dW += x_t^T dXP_t               (D, k n)
+        dU += h_{t-1}^T dREC_t          (n, k n)
+        db += sum over B of dXP_t (and of dREC_t for GRU's recurrent bias)
 
 Saved for the backward, and their memory (n units, k gates, per step B x n
 each unless said): the input x (B, T, D); h at every step, (T + 1) x B x n,
-for dU and the outputs; and what each cell's step saves, by reference in
-TensorArrays (no copies): SimpleRNN its output (1 tensor), LSTM c_{t-1} and
-i, f, g, o, tanh(c_t) (6), GRU h_{t-1}, z, r, hh (and u_h with reset_after)
-(4 or 5); plus the outputs when a mask makes them differ from h. In all about
-B x T x n x (k + 2) numbers, against autodiff of Keras's loop, which also
-keeps each step's matmul inputs and its gradient accumulators. The input
-projection XP (T x B x k n) is not kept: in a graph the loop pops it step by
-step, and the backward pops the saved lists the same way, so memory is freed
-as the loops go. What batching costs in memory: XP at the forward's start
-and dXP (T x B x k n) with its stacked copy after the backward's loop.
+for dU; and what each cell's step saves: SimpleRNN its output (1 tensor, the
+same as h), LSTM c_{t-1} and i, f, g, o, tanh(c_t) (6), GRU z, r, hh (and
+u_h with reset_after) (3 or 4, h_{t-1} being h); plus the outputs when a
+mask makes them differ from h. In all about B x T x n x (k + 2) numbers.
+Everything is kept by reference in TensorArrays (no copies), and in a graph
+the backward pops each list from its end as it walks back, so a step's
+memory is freed once its backward is done.
+
+NOTE: why every product is inside the loops. Batching the input projection
+XP = x W for all steps into one product before the loop, and dx, dW, dU into
+products after it, was tried and measured (benchmarks/recurrent.py): it
+holds XP (T x B x k n) beside the growing saved tensors in the forward, and
+dXP with its stacked copy at the backward's end, which took the step's peak
+memory above Keras's for GRU (about 7.4 MiB against 6.4) and left SimpleRNN
+and LSTM with less than a tenth to spare, while its speed gain at these
+sizes (D = 28) was within the measurement's noise. With every product
+inside the loops the step peak is below Keras's for all three (see the
+README's results).
 
 Dropout is Keras's: masks drawn once per call from the layer's seed generator
 and reused at every step. LSTM and GRU with recurrent_dropout use one mask per
@@ -143,30 +151,26 @@ def _slice_mask(mask, start, stop):
 #     xp: the step's input projection x_t @ W + b_in (B, k n); states: tuple of
 #     (B, n), the output h first. saved: a tuple of tensors for the backward,
 #     including the previous states the backward needs.
-# step_backward(saved, dstates, U, rmask) -> (dxp, drec, dstates_prev)
-#     dstates: dL/d(states after the step). dxp: dL/d(the step's input
-#     projection); the recurrent pre-activations get the same gradient except
-#     where separate_recurrent_grad: then drec is what differs (GRU's h block,
-#     (B, n)), else None.
-# saved_after_loop: indices into saved of what recurrent_kernel_grad uses.
-# recurrent_kernel_grad(h_prev, saved_arrays, dxp, drec, rmask) -> dU, on whole
-#     sequences (saved_arrays: the saved structure as TensorArrays over time).
-# bias_parts(b) -> (b_in, b_rec); bias_grad(dxp_sum, drec_sum) -> db (drec_sum None
-#     unless separate_recurrent_grad).
+# step_backward(saved, h_prev, dstates, U, rmask) -> (dxp, dU_t, db_rec_t, dstates_prev)
+#     dstates: dL/d(states after the step); h_prev: the output before it.
+#     dxp: dL/d(the step's input projection) (B, k n); dU_t: the step's term
+#     of dL/dU (n, k n); db_rec_t: its term of the recurrent bias's gradient
+#     (GRU with reset_after), else None.
+# bias_parts(b) -> (b_in, b_rec); bias_grad(dxp_sum, db_rec) -> db (db_rec None
+#     unless the cell has a recurrent bias).
 
 
 class _SimpleRNNCell:
     """h_t = f(a),  a = x_t W + b + h_{t-1} U.
 
         da = dh * f'(a)                   (B, n)   f's backward
-        dxp = drec = da
+        dxp = da
+        dU_t = h_{t-1}^T da               (n, n)
         dh_{t-1} = da @ U^T               (B, n)
     """
 
     gates = 1
     num_states = 1
-    separate_recurrent_grad = False
-    saved_after_loop = ()
 
     def __init__(self, activation):
         self.activation = activation
@@ -179,19 +183,16 @@ class _SimpleRNNCell:
     def prepare(self, U):
         return U
 
-    def step_backward(self, saved, dstates, U, rmask):
+    def step_backward(self, saved, h_prev, dstates, U, rmask):
         (act_saved,) = saved
         (dh,) = dstates
         da = self.activation.backward(act_saved, dh)
-        return da, None, (gate_matmul_dx(da, U, rmask),)
-
-    def recurrent_kernel_grad(self, h_prev, saved_arrays, dxp, drec, rmask):
-        return gate_matmul_dkernel(h_prev, dxp, rmask)
+        return da, gate_matmul_dkernel(h_prev, da, rmask), None, (gate_matmul_dx(da, U, rmask),)
 
     def bias_parts(self, bias):
         return bias, None
 
-    def bias_grad(self, dxp_sum, drec_sum):
+    def bias_grad(self, dxp_sum, db_rec):
         return dxp_sum
 
 
@@ -207,14 +208,13 @@ class _LSTMCell:
         do = dh * f(c_t)                  dc += f'(c_t) (dh * o)
         di = dc * g    df = dc * c_{t-1}    dg = dc * i
         dz = [sigma'(di), sigma'(df), f'(dg), sigma'(do)]   (B, 4n)
+        dxp = dz      dU_t = h_{t-1}^T dz                   (n, 4n)
         dc_{t-1} = dc * f
         dh_{t-1} = dz @ U^T                                 (B, n)
     """
 
     gates = 4
     num_states = 2
-    separate_recurrent_grad = False
-    saved_after_loop = ()
 
     def __init__(self, activation, recurrent_activation):
         self.activation = activation
@@ -236,7 +236,7 @@ class _LSTMCell:
     def prepare(self, U):
         return U
 
-    def step_backward(self, saved, dstates, U, rmask):
+    def step_backward(self, saved, h_prev, dstates, U, rmask):
         c_prev, i, f, g, o, tanh_c, i_saved, f_saved, g_saved, o_saved, c_saved = saved
         dh, dc = dstates
         sigma, act = self.recurrent_activation, self.activation
@@ -250,15 +250,12 @@ class _LSTMCell:
             ],
             axis=-1,
         )
-        return dz, None, (gate_matmul_dx(dz, U, rmask), dc * f)
-
-    def recurrent_kernel_grad(self, h_prev, saved_arrays, dxp, drec, rmask):
-        return gate_matmul_dkernel(h_prev, dxp, rmask)
+        return dz, gate_matmul_dkernel(h_prev, dz, rmask), None, (gate_matmul_dx(dz, U, rmask), dc * f)
 
     def bias_parts(self, bias):
         return bias, None
 
-    def bias_grad(self, dxp_sum, drec_sum):
+    def bias_grad(self, dxp_sum, db_rec):
         return dxp_sum
 
 
@@ -279,11 +276,12 @@ class _GRUCell:
         da_h = f'(dh * (1 - z))    da_z = sigma'(dh * (h_{t-1} - hh))
         reset_after=True:   da_r = sigma'(da_h * u_h)
             dXP = [da_z, da_r, da_h]   dREC = [da_z, da_r, da_h * r]
+            dU_t = h_{t-1}^T dREC      db_rec_t = sum over B of dREC
             dh_{t-1} = dh * z + dREC @ U^T
         reset_after=False:  d(r h) = da_h @ U_h^T   da_r = sigma'(d(r h) * h_{t-1})
-            dXP = dREC = [da_z, da_r, da_h]
+            dXP = [da_z, da_r, da_h]
+            dU_t = [h_{t-1}^T [da_z, da_r],  (r * h_{t-1})^T da_h]
             dh_{t-1} = dh * z + d(r h) * r + [da_z, da_r] @ U_zr^T
-            dU_h = (r * h_{t-1})^T da_h   (after the loop)
     """
 
     gates = 3
@@ -293,9 +291,6 @@ class _GRUCell:
         self.activation = activation
         self.recurrent_activation = recurrent_activation
         self.reset_after = reset_after
-        self.separate_recurrent_grad = reset_after
-        # Without reset_after, dU_h needs r at every step after the loop.
-        self.saved_after_loop = () if reset_after else (2,)
 
     def prepare(self, U):
         if self.reset_after:
@@ -327,19 +322,19 @@ class _GRUCell:
         h = z * h_prev + (1 - z) * hh
         return (h,), saved
 
-    def step_backward(self, saved, dstates, U, rmask):
+    def step_backward(self, saved, h_prev, dstates, U, rmask):
         sigma, act = self.recurrent_activation, self.activation
         (dh,) = dstates
         if self.reset_after:
-            h_prev, z, r, hh, u_h, z_saved, r_saved, hh_saved = saved
+            _, z, r, hh, u_h, z_saved, r_saved, hh_saved = saved
             da_h = act.backward(hh_saved, dh * (1 - z))
             da_z = sigma.backward(z_saved, dh * (h_prev - hh))
             da_r = sigma.backward(r_saved, da_h * u_h)
             dxp = tf.concat([da_z, da_r, da_h], axis=-1)
-            drec_h = da_h * r  # dREC = [da_z, da_r, drec_h]: only its h block differs from dXP
-            dh_prev = dh * z + gate_matmul_dx(tf.concat([da_z, da_r, drec_h], axis=-1), U, rmask)
-            return dxp, drec_h, (dh_prev,)
-        h_prev, z, r, hh, z_saved, r_saved, hh_saved = saved
+            drec = tf.concat([da_z, da_r, da_h * r], axis=-1)
+            dh_prev = dh * z + gate_matmul_dx(drec, U, rmask)
+            return dxp, gate_matmul_dkernel(h_prev, drec, rmask), tf.reduce_sum(drec, axis=0), (dh_prev,)
+        _, z, r, hh, z_saved, r_saved, hh_saved = saved
         U_zr, U_h = U
         da_h = act.backward(hh_saved, dh * (1 - z))
         da_z = sigma.backward(z_saved, dh * (h_prev - hh))
@@ -348,29 +343,23 @@ class _GRUCell:
         da_zr = tf.concat([da_z, da_r], axis=-1)
         dh_prev = dh * z + d_rh * r + gate_matmul_dx(da_zr, U_zr, _slice_mask(rmask, 0, 2))
         dxp = tf.concat([da_zr, da_h], axis=-1)
-        return dxp, None, (dh_prev,)
-
-    def recurrent_kernel_grad(self, h_prev, saved_arrays, dxp, drec, rmask):
-        n = tf.shape(h_prev)[-1]
-        if self.reset_after:
-            # NOTE: the z, r blocks of H^T dXP are dU's; its h block is computed
-            # and dropped, cheaper than slicing dXP (T x B x 3n) into a copy.
-            du_zr = gate_matmul_dkernel(h_prev, dxp, rmask)[:, : 2 * n]
-            return tf.concat([du_zr, gate_matmul_dkernel(h_prev, drec, _slice_mask(rmask, 2, 3))], axis=-1)
-        r = saved_arrays[2].stack()  # (T, B, n)
-        du_zr = gate_matmul_dkernel(h_prev, dxp[..., : 2 * n], _slice_mask(rmask, 0, 2))
-        du_h = gate_matmul_dkernel(r * h_prev, dxp[..., 2 * n :], _slice_mask(rmask, 2, 3))
-        return tf.concat([du_zr, du_h], axis=-1)
+        du = tf.concat(
+            [
+                gate_matmul_dkernel(h_prev, da_zr, _slice_mask(rmask, 0, 2)),
+                gate_matmul_dkernel(r * h_prev, da_h, _slice_mask(rmask, 2, 3)),
+            ],
+            axis=-1,
+        )
+        return dxp, du, None, (dh_prev,)
 
     def bias_parts(self, bias):
         if self.reset_after:
             return bias[0], bias[1]
         return bias, None
 
-    def bias_grad(self, dxp_sum, drec_sum):
+    def bias_grad(self, dxp_sum, db_rec):
         if self.reset_after:
-            n = tf.shape(drec_sum)[0]
-            return tf.stack([dxp_sum, tf.concat([dxp_sum[: 2 * n], drec_sum], axis=0)])
+            return tf.stack([dxp_sum, db_rec])
         return dxp_sum
 
 
@@ -450,30 +439,10 @@ def rnn_forward(cell, layout, options, *inputs):
         x = tf.reverse(x, [0])
     steps = x.shape[0] if x.shape[0] is not None else tf.shape(x)[0]
 
-    def project(x):
-        xp = gate_matmul(x, kernel, dmask)
+    def project(t):
+        """The step's input projection x_t W + b_in (B, k n)."""
+        xp = gate_matmul(x[t], kernel, dmask)
         return xp + b_in if b_in is not None else xp
-
-    if tf.executing_eagerly():
-        xp = project(x)
-
-        def next_xp(t, xp_list):
-            return xp[t], xp_list
-
-        xp_list = tf.zeros(())
-    else:
-        # NOTE: XP (T x B x k n) is the forward's largest tensor. As a list in
-        # reverse time order, each step pops its slice off the end and frees
-        # it while the saved tensors grow: the two never peak together.
-        xp_rev = project(tf.reverse(x, [0]))
-        xp_list = tf.raw_ops.TensorListFromTensor(tensor=xp_rev, element_shape=tf.constant(-1))
-
-        def next_xp(t, xp_list):
-            xp_list, xp_t = tf.raw_ops.TensorListPopBack(
-                input_handle=xp_list, element_shape=tf.constant(-1), element_dtype=xp_rev.dtype
-            )
-            xp_t.set_shape(xp_rev.shape[1:])
-            return xp_t, xp_list
 
     step_mask = None
     if mask is not None:
@@ -484,8 +453,8 @@ def rnn_forward(cell, layout, options, *inputs):
 
     recurrent = cell.prepare(recurrent_kernel)
 
-    def step(t, states, prev_output, xp_t):
-        new_states, saved = cell.step_forward(xp_t, states, recurrent, b_rec, rmask)
+    def step(t, states, prev_output):
+        new_states, saved = cell.step_forward(project(t), states, recurrent, b_rec, rmask)
         output = new_states[0]
         if mask is not None:
             keep = mask_ta.read(t)
@@ -497,52 +466,51 @@ def rnn_forward(cell, layout, options, *inputs):
         return new_states, saved, output
 
     # The first step runs outside the loop: it tells the loop what a step saves.
-    xp_t, xp_list = next_xp(0, xp_list)
-    states0, saved0, output0 = step(0, initial_states, tf.zeros_like(initial_states[0]), xp_t)
+    states0, saved0, output0 = step(0, initial_states, tf.zeros_like(initial_states[0]))
     unique0, where = _flatten_saved(saved0)
 
     def array(first, size):
-        # clear_after_read=False: eagerly a read would otherwise empty the slot
-        # that recurrent_kernel_grad stacks after the backward loop.
+        # clear_after_read=False: eagerly, the backward reads h_ta[t] twice
+        # (as step t's saved output and step t+1's h_prev).
         return tf.TensorArray(first.dtype, size=size, element_shape=first.shape, clear_after_read=False).write(0, first)
 
-    # h_ta[t + 1] is h after step t and h_ta[0] the initial h: h_prev for dU.
+    # h_ta[t + 1] is h after step t and h_ta[0] the initial h: each step's
+    # h_prev for dU (references, no copies: a cell that saves its output
+    # shares the tensor).
     h_ta = array(initial_states[0], steps + 1).write(1, states0[0])
     saved_tas = tuple(array(u, steps) for u in unique0)
     # With a mask the outputs differ from h (repeated or zeroed): keep them apart.
     output_ta = (array(output0, steps),) if mask is not None else ()
 
-    def body(t, states, prev_output, h_ta, saved_tas, output_ta, xp_list):
-        xp_t, xp_list = next_xp(t, xp_list)
-        new_states, saved, output = step(t, states, prev_output, xp_t)
+    def body(t, states, prev_output, h_ta, saved_tas, output_ta):
+        new_states, saved, output = step(t, states, prev_output)
         unique, _ = _flatten_saved(saved)
         h_ta = h_ta.write(t + 1, new_states[0])
         saved_tas = tuple(ta.write(t, u) for ta, u in zip(saved_tas, unique))
         output_ta = tuple(ta.write(t, output) for ta in output_ta)
-        return t + 1, new_states, output, h_ta, saved_tas, output_ta, xp_list
+        return t + 1, new_states, output, h_ta, saved_tas, output_ta
 
-    _, final_states, last_output, h_ta, saved_tas, output_ta, _ = tf.while_loop(
+    _, final_states, last_output, h_ta, saved_tas, output_ta = tf.while_loop(
         lambda t, *_: t < steps,
         body,
-        (tf.constant(1), states0, output0, h_ta, saved_tas, output_ta, xp_list),
+        (tf.constant(1), states0, output0, h_ta, saved_tas, output_ta),
         maximum_iterations=steps - 1 if isinstance(steps, int) else None,
     )
 
-    h_seq = h_ta.stack()  # (T + 1, B, n)
     if return_sequences:
-        y = _time_major(output_ta[0].stack() if output_ta else h_seq[1:])
+        y = _time_major(output_ta[0].stack() if output_ta else h_ta.gather(tf.range(1, steps + 1)))
     else:
         y = last_output
     # NOTE: the saved arrays go to the backward as they are: stacking them
     # here and unstacking them there would copy every saved tensor twice.
-    saved = (x, kernel, recurrent_kernel, step_mask, dmask, rmask, h_seq, saved_tas, saved0, where)
+    saved = (x, kernel, recurrent_kernel, step_mask, dmask, rmask, h_ta, saved_tas, saved0, where)
     return (y, *final_states), saved
 
 
 def rnn_backward(cell, layout, options, saved, dy, *dfinal_states):
     """Backpropagation through time (see the module docstring for the formulas)."""
     go_backwards, return_sequences, zero_output_for_mask = options
-    x, kernel, recurrent_kernel, step_mask, dmask, rmask, h_seq, saved_tas, structure, where = saved
+    x, kernel, recurrent_kernel, step_mask, dmask, rmask, h_ta, saved_tas, structure, where = saved
     steps = x.shape[0] if x.shape[0] is not None else tf.shape(x)[0]
     recurrent = cell.prepare(recurrent_kernel)
 
@@ -550,37 +518,42 @@ def rnn_backward(cell, layout, options, saved, dy, *dfinal_states):
         dy_steps = _time_major(dy)
     if step_mask is not None:
         mask_ta = tf.TensorArray(tf.bool, size=steps).unstack(step_mask)
-    # dXP for every step, and the part of dREC that differs (GRU with reset_after).
-    shapes = [tf.TensorShape([h_seq.shape[1], kernel.shape[-1]])]
-    if cell.separate_recurrent_grad:
-        shapes.append(h_seq.shape[1:])
-    grad_tas = tuple(tf.TensorArray(x.dtype, size=steps, element_shape=shape) for shape in shapes)
+    dx_ta = tf.TensorArray(x.dtype, size=steps, element_shape=x.shape[1:])
 
-    # In a graph, each saved list is popped from its end as the loop walks
-    # back, so the memory of step t is freed once step t is done (as TF's own
-    # gradient accumulators do); a list the cell needs after the loop is read.
-    kept = {where[i] for i in cell.saved_after_loop}
-    popped = tuple(not tf.executing_eagerly() and j not in kept for j in range(len(saved_tas)))
-    lists = tuple(ta.flow if pop else tf.zeros(()) for ta, pop in zip(saved_tas, popped))
+    # In a graph, each saved list (and the list of h) is popped from its end
+    # as the loop walks back, so the memory of step t is freed once step t is
+    # done (as TF's own gradient accumulators do). h_ta has one entry more
+    # than the steps (the initial h first): the final h is popped unused.
+    popped = not tf.executing_eagerly()
+    arrays = saved_tas + (h_ta,)
+    lists = tuple(ta.flow if popped else tf.zeros(()) for ta in arrays)
+
+    def pop(handle, ta):
+        handle, value = tf.raw_ops.TensorListPopBack(
+            input_handle=handle, element_shape=tf.constant(-1), element_dtype=ta.dtype
+        )
+        value.set_shape(ta.element_shape)
+        return handle, value
+
+    if popped:
+        lists = lists[:-1] + (pop(lists[-1], h_ta)[0],)
 
     def read_saved(t, lists):
+        """Step t's saved structure, h_{t-1}, and the lists left."""
+        if not popped:
+            values = [ta.read(t) for ta in saved_tas]
+            return _pack_saved(structure, values, where), h_ta.read(t), lists
         values, new_lists = [], []
-        for ta, pop, handle in zip(saved_tas, popped, lists):
-            if pop:
-                handle, value = tf.raw_ops.TensorListPopBack(
-                    input_handle=handle, element_shape=tf.constant(-1), element_dtype=ta.dtype
-                )
-                value.set_shape(ta.element_shape)
-            else:
-                value = ta.read(t)
+        for ta, handle in zip(arrays, lists):
+            handle, value = pop(handle, ta)
             values.append(value)
             new_lists.append(handle)
-        return _pack_saved(structure, values, where), tuple(new_lists)
+        return _pack_saved(structure, values[:-1], where), values[-1], tuple(new_lists)
 
-    def body(t, dstates, doutput, grad_tas, lists):
+    def body(t, dstates, doutput, dx_ta, grads, lists):
         # dstates: dL/d(states after step t); doutput: dL/d(output_t) carried
         # from later steps, which only a mask creates (a masked step repeats it).
-        step_saved, lists = read_saved(t, lists)
+        step_saved, h_prev, lists = read_saved(t, lists)
         if step_mask is not None:
             # A masked step copied the states and (unless zero_output_for_mask)
             # the previous output: their gradients pass straight through it.
@@ -592,11 +565,17 @@ def rnn_backward(cell, layout, options, saved, dy, *dfinal_states):
         else:
             dh = dstates[0] + dy_steps[t] if return_sequences else dstates[0]
             dnew = (dh,) + tuple(dstates[1:])
-        dxp, drec, dprev = cell.step_backward(step_saved, dnew, recurrent, rmask)
+        dxp, du_t, db_rec_t, dprev = cell.step_backward(step_saved, h_prev, dnew, recurrent, rmask)
         if step_mask is not None:
             dprev = tuple(d + p for d, p in zip(dprev, passed))
-        grad_tas = tuple(ta.write(t, g) for ta, g in zip(grad_tas, (dxp, drec)))
-        return t - 1, dprev, doutput, grad_tas, lists
+        dw, du, db_in, db_rec = grads
+        grads = (
+            dw + gate_matmul_dkernel(x[t], dxp, dmask),
+            du + du_t,
+            db_in + tf.reduce_sum(dxp, axis=0),
+            db_rec if db_rec_t is None else db_rec + db_rec_t,
+        )
+        return t - 1, dprev, doutput, dx_ta.write(t, gate_matmul_dx(dxp, kernel, dmask)), grads, lists
 
     dfinal_states = list(dfinal_states)
     if step_mask is None:
@@ -606,27 +585,26 @@ def rnn_backward(cell, layout, options, saved, dy, *dfinal_states):
         doutput = tf.zeros((), x.dtype)  # unused without a mask
     else:
         doutput = tf.zeros_like(dfinal_states[0]) if return_sequences else dy
-    _, dinitial, _, grad_tas, _ = tf.while_loop(
+    # The weight gradients add up inside the loop, and dx is written step by
+    # step: collecting dXP (T x B x k n) for products after the loop would
+    # hold it twice (the list and its stacked copy) at the backward's end,
+    # more memory than Keras's loop takes.
+    bias_size = [kernel.shape[-1]]
+    grads = (tf.zeros_like(kernel), tf.zeros_like(recurrent_kernel), tf.zeros(bias_size, x.dtype),
+             tf.zeros(bias_size, x.dtype))
+    _, dinitial, _, dx_ta, grads, _ = tf.while_loop(
         lambda t, *_: t >= 0,
         body,
-        (steps - 1, tuple(dfinal_states), doutput, grad_tas, lists),
+        (steps - 1, tuple(dfinal_states), doutput, dx_ta, grads, lists),
         maximum_iterations=steps if isinstance(steps, int) else None,
     )
-
-    dxp = grad_tas[0].stack()  # (T, B, k n)
-    drec = grad_tas[1].stack() if cell.separate_recurrent_grad else None
-    dx = gate_matmul_dx(dxp, kernel, dmask)
+    dw, du, db_in, db_rec = grads
+    dx = dx_ta.stack()  # (T, B, D)
     if go_backwards:
         dx = tf.reverse(dx, [0])
-    saved_arrays = _pack_saved(structure, list(saved_tas), where)
-    grads = [
-        _time_major(dx),
-        gate_matmul_dkernel(x, dxp, dmask),
-        cell.recurrent_kernel_grad(h_seq[:-1], saved_arrays, dxp, drec, rmask),
-    ]
+    grads = [_time_major(dx), dw, du]
     if layout.use_bias:
-        drec_sum = tf.reduce_sum(drec, axis=[0, 1]) if drec is not None else None
-        grads.append(cell.bias_grad(tf.reduce_sum(dxp, axis=[0, 1]), drec_sum))
+        grads.append(cell.bias_grad(db_in, db_rec))
     grads += [None] * (layout.has_mask + layout.has_dropout + layout.has_recurrent_dropout)
     return (*grads, *dinitial)
 
