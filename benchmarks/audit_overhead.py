@@ -110,7 +110,7 @@ def main(quick=False, examples=None, epochs=None, pairs=None, every=100, audit_b
     """Runs the comparison; returns a dict of the numbers (times in seconds)."""
     examples = examples or (10_000 if quick else 60_000)
     epochs = epochs or (2 if quick else 3)
-    pairs = pairs or 3
+    pairs = pairs or 5
     x, y, source = _data(examples)
     audit_data = (x[:audit_batch], y[:audit_batch])
     plain, audited, ratios, cpu_ratios, hook_ratios, hook_cpu_ratios = [], [], [], [], [], []

@@ -9,13 +9,13 @@ The network (Keras's classic MNIST convnet plus a hidden dense layer):
     Conv2D(32, 3x3, relu) -> MaxPooling2D(2x2) -> Conv2D(64, 3x3, relu) -> MaxPooling2D(2x2)
     -> Flatten -> Dense(128, relu) -> Dropout(0.5) -> Dense(10, softmax)
 
-Every layer with a keras_bp counterpart is keras_bp's (hand-derived backward
-passes); so is the optimizer when keras_bp.optimizers has Adam. The run
-prints which pieces came from Keras instead, and `test accuracy: <value>`
-last.
+Every layer is keras_bp's (hand-derived backward passes), and so are the
+Adam optimizer and the loss; a GradientAudit checks the manual gradients
+against autodiff during training. The command line and the run are shared
+with examples/lstm_mnist.py (examples/_train.py). Prints
+`test accuracy: <value>` last.
 """
 
-import argparse
 import os
 import sys
 
@@ -28,7 +28,8 @@ import numpy as np  # noqa: E402
 import keras_bp  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _data import DataError, load_mnist  # noqa: E402
+from _train import run_classifier  # noqa: E402
+
 
 def build_model(source="keras_bp", num_classes=10):
     """The example's network, from keras_bp's layers or (for comparison) from keras.layers."""
@@ -49,11 +50,6 @@ def build_model(source="keras_bp", num_classes=10):
     )
 
 
-def make_optimizer(source="keras_bp", learning_rate=1e-3):
-    """Adam, written out by hand in keras_bp.optimizers, or Keras's own for comparison."""
-    return (keras_bp.optimizers if source == "keras_bp" else keras.optimizers).Adam(learning_rate)
-
-
 def prepare(images, labels, limit=None):
     """uint8 (n, 28, 28) -> float32 (n, 28, 28, 1) in [0, 1]; the first `limit` examples."""
     if limit is not None:
@@ -62,41 +58,7 @@ def prepare(images, labels, limit=None):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", help="folder with MNIST-format IDX files (plain or .gz)")
-    parser.add_argument("--epochs", type=int, default=12)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--limit", type=int, help="train on the first N training examples only")
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--layers", choices=("keras_bp", "keras"), default="keras_bp",
-                        help="build the network from keras_bp (default) or keras.layers, for comparison")
-    parser.add_argument("--jit-compile", choices=("auto", "true", "false"), default="auto")
-    args = parser.parse_args(argv)
-    if args.epochs < 1 or args.batch_size < 1 or (args.limit is not None and args.limit < 1):
-        parser.error("--epochs, --batch-size and --limit must be positive")
-
-    try:
-        (x_train, y_train), (x_test, y_test), description = load_mnist(args.data_dir)
-    except DataError as error:
-        sys.exit(f"error: {error}")
-    x_train, y_train = prepare(x_train, y_train, args.limit)
-    x_test, y_test = prepare(x_test, y_test)
-    print(f"data: {description}; training on {len(x_train)}")
-
-    keras.utils.set_random_seed(args.seed)
-    model = build_model(args.layers)
-    losses = keras_bp.losses if args.layers == "keras_bp" else keras.losses
-    jit = {"auto": "auto", "true": True, "false": False}[args.jit_compile]
-    model.compile(optimizer=make_optimizer(args.layers), loss=losses.SparseCategoricalCrossentropy(),
-                  metrics=["accuracy"], jit_compile=jit)
-
-    audit = keras_bp.callbacks.GradientAudit((x_train[:32], y_train[:32]), every=200, verbose=0)
-    model.fit(x_train, y_train, batch_size=args.batch_size, epochs=args.epochs, callbacks=[audit], verbose=2)
-    print(audit.summary())
-
-    _, accuracy = model.evaluate(x_test, y_test, batch_size=512, verbose=0)
-    print(f"test accuracy: {accuracy:.4f}")
-    return accuracy
+    return run_classifier(__doc__, build_model, prepare, argv, default_epochs=12)
 
 
 if __name__ == "__main__":

