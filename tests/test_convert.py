@@ -12,9 +12,9 @@ from keras_bp import layers
 def _functional_mlp():
     inputs = keras.Input((8,))
     h = keras.layers.Dense(6, activation="relu", name="hidden")(inputs)
-    h = keras.layers.Dropout(0.2)(h)
+    h = keras.layers.Dropout(0.2, name="dropout")(h)
     skip = keras.layers.Dense(6, activation=keras.activations.tanh)(inputs)
-    h = keras.layers.Add()([h, skip])  # no counterpart: kept
+    h = keras.layers.Add(name="add")([h, skip])  # no counterpart: kept
     outputs = keras.layers.Dense(3, activation="softmax")(h)
     return keras.Model(inputs, outputs)
 
