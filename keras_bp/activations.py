@@ -337,9 +337,23 @@ def _op(pair):
     return manual_gradient(pair.forward, pair.backward, name=pair.name)
 
 
+# Activations whose output is a probability: like keras.activations, they
+# leave their input on the output as `_keras_logits`, so that a
+# cross-entropy loss after them (Keras's or keras_bp's) computes from the
+# logits: more stable, and the whole backward is p - y in one step (the
+# activation's own backward never runs).
+_LOGIT_ACTIVATIONS = ("softmax", "sigmoid")
+
+
 def apply(pair, x):
     """Applies an `ActivationPair` to `x` as a manual-gradient op."""
-    return _op(pair)(x)
+    y = _op(pair)(x)
+    if pair.name in _LOGIT_ACTIVATIONS:
+        try:
+            y._keras_logits = x
+        except AttributeError:  # a tensor type that takes no attributes
+            pass
+    return y
 
 
 # --- drop-ins for keras.activations ----------------------------------------

@@ -217,6 +217,20 @@ def _scce_backward(from_logits, saved, de):
 class _ManualLoss(keras.losses.Loss):
     """A `keras.losses.Loss` whose per-sample error is a manual-gradient op."""
 
+    _logits_op = None
+
+    def _op_and_input(self, y_pred):
+        """The op to run and its prediction input: the logits when y_pred carries them.
+
+        As Keras's cross-entropies do: a probability from keras_bp's or
+        Keras's softmax or sigmoid carries its logits as `_keras_logits`, and
+        the loss then computes from them (the `from_logits=True` op).
+        """
+        logits = getattr(y_pred, "_keras_logits", None)
+        if self._logits_op is not None and not self.from_logits and logits is not None:
+            return self._logits_op, tf.convert_to_tensor(logits)
+        return self._op, tf.convert_to_tensor(y_pred)
+
     def call(self, y_true, y_pred):
         y_pred = tf.convert_to_tensor(y_pred)
         y_true = tf.cast(y_true, y_pred.dtype)
@@ -300,19 +314,19 @@ class BinaryCrossentropy(_ManualLoss):
         self.from_logits = bool(from_logits)
         self.label_smoothing = _check_label_smoothing(label_smoothing)
         self.axis = _check_axis(axis)
-        elementwise = (
-            (_bce_logits_forward, _bce_logits_backward)
-            if self.from_logits
-            else (_bce_probabilities_forward, _bce_probabilities_backward)
+        self._logits_op = manual_gradient(
+            *_mean_over_axis((_bce_logits_forward, _bce_logits_backward), self.axis), name=name
         )
-        self._op = manual_gradient(*_mean_over_axis(elementwise, self.axis), name=name)
+        self._op = self._logits_op if self.from_logits else manual_gradient(
+            *_mean_over_axis((_bce_probabilities_forward, _bce_probabilities_backward), self.axis), name=name
+        )
 
     def call(self, y_true, y_pred):
-        y_pred = tf.convert_to_tensor(y_pred)
+        op, y_pred = self._op_and_input(y_pred)
         y_true = tf.cast(y_true, y_pred.dtype)
         if self.label_smoothing:
             y_true = y_true * (1.0 - self.label_smoothing) + 0.5 * self.label_smoothing
-        return self._op(y_true, y_pred)
+        return op(y_true, y_pred)
 
     def get_config(self):
         return {
@@ -350,22 +364,22 @@ class CategoricalCrossentropy(_ManualLoss):
         self.label_smoothing = _check_label_smoothing(label_smoothing)
         self.axis = _check_axis(axis)
         a = self.axis
-        if self.from_logits:
-            pair = (lambda t, z: _cce_logits_forward(a, t, z), lambda s, de: _cce_logits_backward(a, s, de))
-        else:
-            pair = (
-                lambda t, p: _cce_probabilities_forward(a, t, p),
-                lambda s, de: _cce_probabilities_backward(a, s, de),
-            )
-        self._op = manual_gradient(*pair, name=name)
+        self._logits_op = manual_gradient(
+            lambda t, z: _cce_logits_forward(a, t, z), lambda s, de: _cce_logits_backward(a, s, de), name=name
+        )
+        self._op = self._logits_op if self.from_logits else manual_gradient(
+            lambda t, p: _cce_probabilities_forward(a, t, p),
+            lambda s, de: _cce_probabilities_backward(a, s, de),
+            name=name,
+        )
 
     def call(self, y_true, y_pred):
-        y_pred = tf.convert_to_tensor(y_pred)
+        op, y_pred = self._op_and_input(y_pred)
         y_true = tf.cast(y_true, y_pred.dtype)
         if self.label_smoothing:
             n = tf.cast(tf.shape(y_true)[-1], y_pred.dtype)
             y_true = y_true * (1.0 - self.label_smoothing) + self.label_smoothing / n
-        return self._op(y_true, y_pred)
+        return op(y_true, y_pred)
 
     def get_config(self):
         return {
@@ -407,20 +421,25 @@ class SparseCategoricalCrossentropy(_ManualLoss):
         self.from_logits = bool(from_logits)
         self.ignore_class = ignore_class
         self.axis = axis
-        self._op = manual_gradient(
-            lambda c, p: _scce_forward(self.from_logits, ignore_class, c, p),
-            lambda s, de: _scce_backward(self.from_logits, s, de),
+        self._logits_op = manual_gradient(
+            lambda c, z: _scce_forward(True, ignore_class, c, z),
+            lambda s, de: _scce_backward(True, s, de),
+            name=name,
+        )
+        self._op = self._logits_op if self.from_logits else manual_gradient(
+            lambda c, p: _scce_forward(False, ignore_class, c, p),
+            lambda s, de: _scce_backward(False, s, de),
             name=name,
         )
 
     def call(self, y_true, y_pred):
-        y_pred = tf.convert_to_tensor(y_pred)
+        op, y_pred = self._op_and_input(y_pred)
         y_true = tf.convert_to_tensor(y_true)
         if len(y_true.shape) == len(y_pred.shape) and y_true.shape[-1] == 1:
             y_true = tf.squeeze(y_true, axis=-1)
         if y_true.dtype.is_floating:
             y_true = tf.cast(y_true, tf.int32)
-        e = self._op(y_true, y_pred)
+        e = op(y_true, y_pred)
         if self.ignore_class is not None:
             # As Keras: the reduction averages over the samples not ignored.
             e._keras_mask = tf.not_equal(y_true, self.ignore_class)

@@ -135,3 +135,66 @@ def test_fit_and_save(loss, activation, y, jit_compile, tmp_path):
 def test_bad_arguments(make, message):
     with pytest.raises(ValueError, match=message):
         make()
+
+
+# --- probabilities that carry their logits ------------------------------------
+
+
+def _saturated_case(loss_name, activation):
+    rng = np.random.RandomState(0)
+    x = tf.constant(30.0 * rng.standard_normal((4, 5)).astype("float32"))  # saturating logits
+    units = 1 if activation == "sigmoid" else 3
+    if loss_name == "SparseCategoricalCrossentropy":
+        y = tf.constant([0, 1, 2, 0])
+    elif loss_name == "CategoricalCrossentropy":
+        y = tf.one_hot([0, 1, 2, 0], 3)
+    else:
+        y = tf.constant([[0.0], [1.0], [1.0], [0.0]])
+    return x, y, units
+
+
+@pytest.mark.parametrize(
+    "loss_name, activation",
+    [("SparseCategoricalCrossentropy", "softmax"), ("CategoricalCrossentropy", "softmax"),
+     ("BinaryCrossentropy", "sigmoid")],
+)
+def test_cross_entropy_after_softmax_or_sigmoid_uses_the_logits(loss_name, activation):
+    # As Keras: a Dense(softmax/sigmoid) output carries its logits, and both
+    # libraries' cross-entropies compute from them. With saturated
+    # probabilities the values prove it: from clipped probabilities each
+    # sample's loss could not exceed -log(1e-7) = 16.1.
+    x, y, units = _saturated_case(loss_name, activation)
+    results = {}
+    for library in (keras, keras_bp):
+        for loss_library in (keras, keras_bp):
+            keras.utils.set_random_seed(1)
+            dense = library.layers.Dense(units, activation=activation)
+            dense.build(x.shape)
+            loss = getattr(loss_library.losses, loss_name)(reduction="none")
+            with tf.GradientTape() as tape:
+                outputs = dense(x)
+                assert outputs._keras_logits is not None
+                value = loss(y, outputs)
+                total = tf.reduce_sum(value)
+            grads = tape.gradient(total, dense.trainable_weights)
+            results[library.__name__, loss_library.__name__] = (value.numpy(), [g.numpy() for g in grads])
+    reference_value, reference_grads = results["keras", "keras"]
+    assert np.max(reference_value) > 17.0
+    for key, (value, grads) in results.items():
+        np.testing.assert_allclose(value, reference_value, rtol=1e-5, err_msg=str(key))
+        for g, r in zip(grads, reference_grads):
+            np.testing.assert_allclose(g, r, rtol=1e-5, atol=1e-6, err_msg=str(key))
+
+
+def test_logits_are_not_used_when_from_logits_or_absent():
+    x = tf.constant([[2.0, -1.0, 0.5]])
+    probabilities = keras_bp.activations.softmax(x)
+    assert probabilities._keras_logits is x
+    loss = keras_bp.losses.CategoricalCrossentropy()
+    y = tf.constant([[0.0, 1.0, 0.0]])
+    plain = tf.constant(probabilities.numpy())  # no _keras_logits
+    np.testing.assert_allclose(loss(y, probabilities), loss(y, plain), rtol=1e-6)
+    # from_logits=True takes y_pred as logits whatever it carries.
+    logits_loss = keras_bp.losses.CategoricalCrossentropy(from_logits=True)
+    np.testing.assert_allclose(logits_loss(y, probabilities), logits_loss(y, plain), rtol=1e-6)
+    assert not hasattr(keras_bp.activations.relu(x), "_keras_logits")
