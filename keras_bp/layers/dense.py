@@ -71,7 +71,10 @@ class Dense(keras.layers.Layer):
     Drop-in for `keras.layers.Dense`: same arguments, defaults, weights
     (`kernel` of shape `(input_dim, units)`, then `bias` of shape `(units,)`)
     and outputs. The activation's derivative is fused into Dense's backward
-    (see `dense_backward`). LoRA and quantization are not supported.
+    (see `dense_backward`), except softmax's and sigmoid's: those run as an
+    op of their own after the linear part, and their output carries the
+    logits (`_keras_logits`) so that a cross-entropy after it computes from
+    them, as after Keras's Dense. LoRA and quantization are not supported.
 
     Args:
         units: Positive integer, dimensionality of the output space.
