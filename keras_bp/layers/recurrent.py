@@ -39,8 +39,9 @@ dXP with its stacked copy at the backward's end, which took the step's peak
 memory above Keras's for GRU (about 7.4 MiB against 6.4) and left SimpleRNN
 and LSTM with less than a tenth to spare, while its speed gain at these
 sizes (D = 28) was within the measurement's noise. With every product
-inside the loops the step peak is below Keras's for all three (see the
-README's results).
+inside the loops the step peak is below Keras's for all three with one
+TensorFlow thread (see the README's results; with two, Keras's own peak
+swings widely between runs).
 
 Dropout is Keras's: masks drawn once per call from the layer's seed generator
 and reused at every step. LSTM and GRU with recurrent_dropout use one mask per
