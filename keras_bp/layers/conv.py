@@ -22,6 +22,7 @@ import tensorflow as tf
 from keras_bp import activations
 from keras_bp.core import manual_gradient
 from keras_bp.layers._validation import check_positive_int
+from keras_bp.layers._weights import add_kernel_and_bias
 
 # --- argument checks shared with pooling -------------------------------------
 
@@ -339,23 +340,7 @@ class _Conv(keras.layers.Layer):
                 f"received: groups={self.groups}, input_shape={tuple(input_shape)}"
             )
         self.compute_output_shape(input_shape)  # raises for a kernel that does not fit
-        self.kernel = self.add_weight(
-            name="kernel",
-            shape=self.kernel_size + (input_channels // self.groups, self.filters),
-            initializer=self.kernel_initializer,
-            regularizer=self.kernel_regularizer,
-            constraint=self.kernel_constraint,
-        )
-        if self.use_bias:
-            self.bias = self.add_weight(
-                name="bias",
-                shape=(self.filters,),
-                initializer=self.bias_initializer,
-                regularizer=self.bias_regularizer,
-                constraint=self.bias_constraint,
-            )
-        else:
-            self.bias = None
+        add_kernel_and_bias(self, self.kernel_size + (input_channels // self.groups, self.filters), (self.filters,))
         self.input_spec = keras.layers.InputSpec(ndim=self.rank + 2, axes={channel_axis: input_channels})
 
     def call(self, inputs):

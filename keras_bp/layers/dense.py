@@ -6,6 +6,7 @@ import tensorflow as tf
 from keras_bp import activations
 from keras_bp.core import manual_gradient
 from keras_bp.layers._validation import check_positive_int
+from keras_bp.layers._weights import add_kernel_and_bias
 
 
 def dense_forward(activation, x, kernel, *bias):
@@ -143,23 +144,7 @@ class Dense(keras.layers.Layer):
                 "The last dimension of the input to Dense must be known, "
                 f"received: input_shape={tuple(input_shape)}"
             )
-        self.kernel = self.add_weight(
-            name="kernel",
-            shape=(input_dim, self.units),
-            initializer=self.kernel_initializer,
-            regularizer=self.kernel_regularizer,
-            constraint=self.kernel_constraint,
-        )
-        if self.use_bias:
-            self.bias = self.add_weight(
-                name="bias",
-                shape=(self.units,),
-                initializer=self.bias_initializer,
-                regularizer=self.bias_regularizer,
-                constraint=self.bias_constraint,
-            )
-        else:
-            self.bias = None
+        add_kernel_and_bias(self, (input_dim, self.units), (self.units,))
         self.input_spec = keras.layers.InputSpec(min_ndim=2, axes={-1: input_dim})
 
     def call(self, inputs):
