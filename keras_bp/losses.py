@@ -231,6 +231,11 @@ class _ManualLoss(keras.losses.Loss):
             return self._logits_op, tf.convert_to_tensor(logits)
         return self._op, tf.convert_to_tensor(y_pred)
 
+    def _set_ops(self, logits_pair, probabilities_pair):
+        """The from-logits op (also used after a softmax or sigmoid) and the op `from_logits` picks."""
+        self._logits_op = manual_gradient(*logits_pair, name=self.name)
+        self._op = self._logits_op if self.from_logits else manual_gradient(*probabilities_pair, name=self.name)
+
     def call(self, y_true, y_pred):
         y_pred = tf.convert_to_tensor(y_pred)
         y_true = tf.cast(y_true, y_pred.dtype)
@@ -238,6 +243,31 @@ class _ManualLoss(keras.losses.Loss):
 
     def get_config(self):
         return {"name": self.name, "reduction": self.reduction, "dtype": self.dtype}
+
+
+class _SmoothedCrossentropy(_ManualLoss):
+    """What BinaryCrossentropy and CategoricalCrossentropy share: from_logits, label_smoothing, axis."""
+
+    def __init__(self, from_logits, label_smoothing, axis, reduction, name, dtype):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        self.from_logits = bool(from_logits)
+        self.label_smoothing = _check_label_smoothing(label_smoothing)
+        self.axis = _check_axis(axis)
+
+    def call(self, y_true, y_pred):
+        op, y_pred = self._op_and_input(y_pred)
+        y_true = tf.cast(y_true, y_pred.dtype)
+        if self.label_smoothing:
+            y_true = self._smooth(y_true)
+        return op(y_true, y_pred)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "from_logits": self.from_logits,
+            "label_smoothing": self.label_smoothing,
+            "axis": self.axis,
+        }
 
 
 @keras.saving.register_keras_serializable(package="keras_bp")
@@ -289,7 +319,7 @@ def _check_axis(value):
 
 
 @keras.saving.register_keras_serializable(package="keras_bp")
-class BinaryCrossentropy(_ManualLoss):
+class BinaryCrossentropy(_SmoothedCrossentropy):
     """Binary cross-entropy (drop-in for `keras.losses.BinaryCrossentropy`).
 
     Args:
@@ -310,35 +340,18 @@ class BinaryCrossentropy(_ManualLoss):
         name="binary_crossentropy",
         dtype=None,
     ):
-        super().__init__(name=name, reduction=reduction, dtype=dtype)
-        self.from_logits = bool(from_logits)
-        self.label_smoothing = _check_label_smoothing(label_smoothing)
-        self.axis = _check_axis(axis)
-        self._logits_op = manual_gradient(
-            *_mean_over_axis((_bce_logits_forward, _bce_logits_backward), self.axis), name=name
-        )
-        self._op = self._logits_op if self.from_logits else manual_gradient(
-            *_mean_over_axis((_bce_probabilities_forward, _bce_probabilities_backward), self.axis), name=name
+        super().__init__(from_logits, label_smoothing, axis, reduction, name, dtype)
+        self._set_ops(
+            _mean_over_axis((_bce_logits_forward, _bce_logits_backward), self.axis),
+            _mean_over_axis((_bce_probabilities_forward, _bce_probabilities_backward), self.axis),
         )
 
-    def call(self, y_true, y_pred):
-        op, y_pred = self._op_and_input(y_pred)
-        y_true = tf.cast(y_true, y_pred.dtype)
-        if self.label_smoothing:
-            y_true = y_true * (1.0 - self.label_smoothing) + 0.5 * self.label_smoothing
-        return op(y_true, y_pred)
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "from_logits": self.from_logits,
-            "label_smoothing": self.label_smoothing,
-            "axis": self.axis,
-        }
+    def _smooth(self, y_true):
+        return y_true * (1.0 - self.label_smoothing) + 0.5 * self.label_smoothing
 
 
 @keras.saving.register_keras_serializable(package="keras_bp")
-class CategoricalCrossentropy(_ManualLoss):
+class CategoricalCrossentropy(_SmoothedCrossentropy):
     """Categorical cross-entropy on one-hot targets (drop-in for `keras.losses.CategoricalCrossentropy`).
 
     Args:
@@ -359,35 +372,16 @@ class CategoricalCrossentropy(_ManualLoss):
         name="categorical_crossentropy",
         dtype=None,
     ):
-        super().__init__(name=name, reduction=reduction, dtype=dtype)
-        self.from_logits = bool(from_logits)
-        self.label_smoothing = _check_label_smoothing(label_smoothing)
-        self.axis = _check_axis(axis)
+        super().__init__(from_logits, label_smoothing, axis, reduction, name, dtype)
         a = self.axis
-        self._logits_op = manual_gradient(
-            lambda t, z: _cce_logits_forward(a, t, z), lambda s, de: _cce_logits_backward(a, s, de), name=name
-        )
-        self._op = self._logits_op if self.from_logits else manual_gradient(
-            lambda t, p: _cce_probabilities_forward(a, t, p),
-            lambda s, de: _cce_probabilities_backward(a, s, de),
-            name=name,
+        self._set_ops(
+            (lambda t, z: _cce_logits_forward(a, t, z), lambda s, de: _cce_logits_backward(a, s, de)),
+            (lambda t, p: _cce_probabilities_forward(a, t, p), lambda s, de: _cce_probabilities_backward(a, s, de)),
         )
 
-    def call(self, y_true, y_pred):
-        op, y_pred = self._op_and_input(y_pred)
-        y_true = tf.cast(y_true, y_pred.dtype)
-        if self.label_smoothing:
-            n = tf.cast(tf.shape(y_true)[-1], y_pred.dtype)
-            y_true = y_true * (1.0 - self.label_smoothing) + self.label_smoothing / n
-        return op(y_true, y_pred)
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "from_logits": self.from_logits,
-            "label_smoothing": self.label_smoothing,
-            "axis": self.axis,
-        }
+    def _smooth(self, y_true):
+        n = tf.cast(tf.shape(y_true)[-1], y_true.dtype)
+        return y_true * (1.0 - self.label_smoothing) + self.label_smoothing / n
 
 
 @keras.saving.register_keras_serializable(package="keras_bp")
@@ -421,15 +415,9 @@ class SparseCategoricalCrossentropy(_ManualLoss):
         self.from_logits = bool(from_logits)
         self.ignore_class = ignore_class
         self.axis = axis
-        self._logits_op = manual_gradient(
-            lambda c, z: _scce_forward(True, ignore_class, c, z),
-            lambda s, de: _scce_backward(True, s, de),
-            name=name,
-        )
-        self._op = self._logits_op if self.from_logits else manual_gradient(
-            lambda c, p: _scce_forward(False, ignore_class, c, p),
-            lambda s, de: _scce_backward(False, s, de),
-            name=name,
+        self._set_ops(
+            (lambda c, z: _scce_forward(True, ignore_class, c, z), lambda s, de: _scce_backward(True, s, de)),
+            (lambda c, p: _scce_forward(False, ignore_class, c, p), lambda s, de: _scce_backward(False, s, de)),
         )
 
     def call(self, y_true, y_pred):
