@@ -14,8 +14,8 @@ other processes' load, two steadier figures are printed too: the ratio of
 this process's CPU time, and 1 + (time spent inside the audit's hooks) /
 (fit time without the audit). Everything the audit costs is inside that time:
 tracing its gradient function at the first audit, the audits themselves
-(two forward and backward passes on the audit batch) and reading the step
-counter after each batch.
+(two forward and backward passes on the audit batch) and its check after each
+batch of whether an audit is due (the step counter is read only when one is).
 
 Where the audit's time goes (measured on this MLP, 2 cores): the first
 audit, about 0.4 s, is mostly tracing its gradient function; each later
