@@ -14,8 +14,11 @@ and compares them per variable:
     max abs error   max |g_manual - g_ref|
     rel error       ||g_manual - g_ref|| / ||g_ref||          (2-norms)
     cosine          <g_manual, g_ref> / (||g_manual|| ||g_ref||)
-    non-finite      NaN/Inf counts of each, with plain reductions (trap 8:
-                    `check_numerics` is blind under XLA)
+    non-finite      NaN/Inf counts of each. The sums above are plain
+                    reductions (trap 8: `check_numerics` is blind under XLA);
+                    any NaN or Inf makes them non-finite, and only then are
+                    the entries counted, and the errors taken over the
+                    entries finite in both, on the host
 
 A variable passes when `rel error <= rtol` or `max abs error <= atol`, and its
 non-finite entries sit at the same places in both. With `directions=k`, k
@@ -395,7 +398,10 @@ class GradientAudit(keras.callbacks.Callback):
         batch = self._data.next_batch()
         seed = self._rng.randint(0, 2**31 - 1, size=2).astype(np.int64)
         out = self._function(batch, tf.constant(seed))
-        out = tf.nest.map_structure(lambda t: t.numpy(), out)
+        out = {
+            key: value if key in ("manual", "reference") else value.numpy()
+            for key, value in out.items()
+        }
         record = self._record(step, out)
         self.records.append(record)
         self._epoch_records.append(record)
@@ -440,13 +446,15 @@ class GradientAudit(keras.callbacks.Callback):
             dtype, _DIRECTION_SETTINGS["float32"]
         )
         self._loss_eps = _MACHINE_EPS.get(dtype, _MACHINE_EPS["float32"])
+        # Traced here, once; calling the concrete function skips the
+        # signature matching of each call (a third of a small audit's time).
         self._function = tf.function(
             self._compare,
             input_signature=[self._data.spec, tf.TensorSpec([2], tf.int64)],
             jit_compile=bool(model.jit_compile),
             # Like Keras's own train function: plain tracing, no AutoGraph.
             autograph=False,
-        )
+        ).get_concrete_function()
 
     def _compare(self, batch, seed):
         """Traced once: both gradients, their statistics and the direction checks."""
@@ -463,7 +471,10 @@ class GradientAudit(keras.callbacks.Callback):
         self._restore(state)
 
         stats = _compare_all(manual, reference)
-        stats["loss"] = tf.cast(loss, tf.float64)
+        # The gradients themselves come back too, for the rare audit that
+        # finds non-finite entries (on an accelerator they stay in device
+        # memory unless read).
+        stats.update(loss=tf.cast(loss, tf.float64), manual=manual, reference=reference)
         if self.directions:
             stats.update(self._direction_checks(x, y, sample_weight, manual, reference, state, seed))
         return stats
@@ -533,15 +544,22 @@ class GradientAudit(keras.callbacks.Callback):
         return {key: tf.stack(values) for key, values in results.items()}
 
     def _record(self, step, out):
-        atol = self._atol * max(1.0, float(np.max(out["ref_max_abs"])))
+        if np.all(np.isfinite(out["products"])) and np.all(np.isfinite(out["maxes"])):
+            statistics = _statistics(out["products"], out["maxes"])
+            nonfinite = np.zeros([len(self._variables), 3], np.int64)
+        else:
+            # Some gradient has a NaN or Inf: the rare case, counted on the host.
+            statistics, nonfinite = _statistics_masked(
+                [g.numpy() for g in out["manual"]], [g.numpy() for g in out["reference"]]
+            )
+        max_abs_errors, rel_errors, cosines, ref_max_abs = statistics
+        atol = self._atol * max(1.0, float(np.max(ref_max_abs)))
         variables = []
         for i, v in enumerate(self._variables):
-            max_abs = float(out["max_abs"][i])
-            rel = float(out["rel"][i])
-            passed = (
-                int(out["nonfinite_mismatch"][i]) == 0
-                and (rel <= self._rtol or max_abs <= atol)
-            )
+            max_abs = float(max_abs_errors[i])
+            rel = float(rel_errors[i])
+            manual_nonfinite, reference_nonfinite, nonfinite_mismatch = nonfinite[i]
+            passed = nonfinite_mismatch == 0 and (rel <= self._rtol or max_abs <= atol)
             variables.append(
                 VariableAudit(
                     path=self._paths[i],
@@ -549,10 +567,10 @@ class GradientAudit(keras.callbacks.Callback):
                     shape=tuple(v.shape),
                     max_abs_error=max_abs,
                     rel_error=rel,
-                    cosine=float(out["cosine"][i]),
-                    manual_nonfinite=int(out["manual_nonfinite"][i]),
-                    reference_nonfinite=int(out["reference_nonfinite"][i]),
-                    passed=passed,
+                    cosine=float(cosines[i]),
+                    manual_nonfinite=int(manual_nonfinite),
+                    reference_nonfinite=int(reference_nonfinite),
+                    passed=bool(passed),
                 )
             )
         directions = []
@@ -658,81 +676,71 @@ class GradientAudit(keras.callbacks.Callback):
 
 
 def _compare_all(manual, reference):
-    """Per-variable statistics of the two gradients, in float64.
+    """Per-variable inner products and maxima of the two gradients, in float64.
 
-    The elementwise work runs once on all gradients flattened into one
-    vector; each per-variable sum or maximum is a plain reduction of that
-    variable's slice. NOTE: segment sums over the whole vector (a constant
-    number of ops) were four times slower per statistic on CPU
-    (unsorted_segment_sum is a single-threaded scatter), and made up most
-    of an audit's time on the MNIST MLP.
+    With m and r one variable's manual and reference gradients (flattened)
+    and d = m - r, returns `products` [n, 3, 3]: the Gram matrix of the rows
+    (d, r, m) of each of the n variables (its diagonal holds ||d||^2, ||r||^2,
+    ||m||^2; entry [2, 1] holds <m, r>), and `maxes` [n, 3]: max |d|, |r|, |m|.
+    `_statistics` turns them into errors and cosines on the host.
+
+    The gradients are flattened into one [3, N] matrix whose split into the
+    variables' column slices gives each Gram matrix in one product. NOTE:
+    segment sums over the whole vector were four times slower per statistic
+    on CPU (unsorted_segment_sum is a single-threaded scatter), and few ops
+    matter as well, since tracing this function is most of the first
+    audit's cost.
+
+    Non-finite entries (trap 8: plain reductions, which XLA keeps) make the
+    sums non-finite; only then does `_statistics_masked` count them and
+    compare the finite entries, on the host.
     """
     sizes = [int(np.prod(g.shape)) for g in manual]
-    manual = tf.concat([tf.reshape(g, [-1]) for g in manual], 0)
-    reference = tf.concat([tf.reshape(g, [-1]) for g in reference], 0)
+    m = tf.concat([tf.reshape(g, [-1]) for g in manual], 0)
+    r = tf.concat([tf.reshape(g, [-1]) for g in reference], 0)
+    rows = tf.stack([m - r, r, m])
+    products = tf.stack(
+        [tf.matmul(part, part, transpose_b=True) for part in tf.split(rows, sizes, axis=1)]
+    )
+    # An empty variable's maximum is the lowest float; the floor keeps it at 0.
+    maxes = tf.maximum(
+        tf.stack([tf.reduce_max(part, axis=1) for part in tf.split(tf.abs(rows), sizes, axis=1)]),
+        0.0,
+    )
+    return dict(products=products, maxes=maxes)
 
-    def per_variable(reduce, t):
-        return tf.stack([reduce(part) for part in tf.split(t, sizes)])
 
-    def total(t):
-        return per_variable(tf.reduce_sum, t)
-
-    def largest(t):
-        # An empty variable's maximum is the lowest float; the floor keeps it at 0.
-        return tf.maximum(per_variable(tf.reduce_max, t), 0.0)
-
-    def count_of(condition):
-        return total(tf.cast(condition, tf.int64))
-
-    # Trap 8: plain reductions, which XLA keeps. Non-finite entries are
-    # rare: the masking and the per-variable counts run only when there are
-    # some (the common case skips eight ops over every gradient entry).
-    finite_m = tf.math.is_finite(manual)
-    finite_r = tf.math.is_finite(reference)
-    all_finite = tf.logical_and(tf.reduce_all(finite_m), tf.reduce_all(finite_r))
-
-    def clean():
-        none = tf.zeros([len(sizes)], tf.int64)
-        return manual, reference, none, none, none
-
-    def masked():
-        both = tf.logical_and(finite_m, finite_r)
-        zeros = tf.zeros_like(manual)
-        return (
-            tf.where(both, manual, zeros),
-            tf.where(both, reference, zeros),
-            count_of(tf.logical_not(finite_m)),
-            count_of(tf.logical_not(finite_r)),
-            count_of(tf.not_equal(finite_m, finite_r)),
+def _statistics(products, maxes):
+    """Per variable: max abs error, rel error, cosine, max |g_ref| (from `_compare_all`)."""
+    norm_d, norm_r, norm_m = (np.sqrt(products[:, i, i]) for i in range(3))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = np.where(norm_r > 0, norm_d / norm_r, np.where(norm_d > 0, np.inf, 0.0))
+        denom = norm_m * norm_r
+        cosine = np.where(
+            denom > 0,
+            products[:, 2, 1] / denom,
+            np.where((norm_m == 0) & (norm_r == 0), 1.0, 0.0),
         )
+    return maxes[:, 0], rel, cosine, maxes[:, 1]
 
-    m, r, manual_nonfinite, reference_nonfinite, nonfinite_mismatch = tf.cond(all_finite, clean, masked)
-    d = m - r
 
-    norm_d = tf.sqrt(total(d * d))
-    norm_r = tf.sqrt(total(r * r))
-    norm_m = tf.sqrt(total(m * m))
-    zero, one = tf.zeros_like(norm_r), tf.ones_like(norm_r)
-    rel = tf.where(
-        norm_r > 0,
-        norm_d / tf.where(norm_r > 0, norm_r, one),
-        tf.where(norm_d > 0, one * np.inf, zero),
-    )
-    denom = norm_m * norm_r
-    cosine = tf.where(
-        denom > 0,
-        total(m * r) / tf.where(denom > 0, denom, one),
-        tf.where(tf.logical_and(norm_m == 0, norm_r == 0), one, zero),
-    )
-    return dict(
-        max_abs=largest(tf.abs(d)),
-        rel=rel,
-        cosine=cosine,
-        ref_max_abs=largest(tf.abs(r)),
-        manual_nonfinite=manual_nonfinite,
-        reference_nonfinite=reference_nonfinite,
-        nonfinite_mismatch=nonfinite_mismatch,
-    )
+def _statistics_masked(manual, reference):
+    """`_statistics` over the entries finite in both, plus non-finite counts [n, 3].
+
+    The counts per variable: non-finite entries of the manual gradient, of
+    the reference, and places where only one of the two is finite.
+    """
+    products, maxes, counts = [], [], []
+    for m, r in zip(manual, reference):
+        m, r = np.ravel(m), np.ravel(r)
+        finite_m, finite_r = np.isfinite(m), np.isfinite(r)
+        both = finite_m & finite_r
+        m, r = np.where(both, m, 0.0), np.where(both, r, 0.0)
+        rows = np.stack([m - r, r, m])
+        products.append(rows @ rows.T)
+        maxes.append(np.abs(rows).max(axis=1, initial=0.0))
+        counts.append([np.sum(~finite_m), np.sum(~finite_r), np.sum(finite_m != finite_r)])
+    return _statistics(np.stack(products), np.stack(maxes)), np.array(counts)
 
 
 def _write_scalar(tag, value):

@@ -338,6 +338,57 @@ def test_steps_per_execution_counts_optimizer_steps():
     assert [r.step for r in audit.records] == [0, 4, 6]
 
 
+def _reference_statistics(m, r):
+    """The audit's statistics over the entries finite in both, written plainly."""
+    m, r = np.ravel(m).astype(np.float64), np.ravel(r).astype(np.float64)
+    both = np.isfinite(m) & np.isfinite(r)
+    m, r = m[both], r[both]
+    d = m - r
+    norm = np.linalg.norm
+    rel = norm(d) / norm(r) if norm(r) > 0 else (np.inf if norm(d) > 0 else 0.0)
+    if norm(m) * norm(r) > 0:
+        cosine = m @ r / (norm(m) * norm(r))
+    else:
+        cosine = 1.0 if norm(m) == norm(r) == 0 else 0.0
+    largest = lambda t: np.abs(t).max(initial=0.0)  # noqa: E731
+    return largest(d), rel, cosine, largest(r)
+
+
+@pytest.mark.parametrize("case", ["finite", "nonfinite"])
+def test_statistics_in_graph_and_on_host_match_a_plain_computation(case):
+    from keras_bp.callbacks import _compare_all, _statistics, _statistics_masked
+
+    rng = np.random.RandomState(0)
+    shapes = [(4, 3), (5,), (0,), (2, 2), (3,)]
+    manual = [rng.randn(*s) for s in shapes]
+    reference = [g * 1.01 for g in manual]
+    reference[1] = rng.randn(5)  # unrelated: cosine far from 1
+    manual[3] = np.zeros((2, 2))
+    reference[3] = np.zeros((2, 2))  # both zero: rel 0, cosine 1
+    reference[4] = np.zeros(3)  # zero reference, nonzero manual: rel inf
+    if case == "nonfinite":
+        manual[0][1, 2] = np.nan
+        manual[0][0, 0] = np.inf
+        reference[0][0, 0] = -np.inf
+        reference[1][3] = np.nan
+    out = _compare_all([tf.constant(g) for g in manual], [tf.constant(g) for g in reference])
+    out = {key: value.numpy() for key, value in out.items()}
+    finite = np.all(np.isfinite(out["products"])) and np.all(np.isfinite(out["maxes"]))
+    # The graph's sums reveal the non-finite entries: the audit's test for the host path.
+    assert finite == (case == "finite")
+    host, counts = _statistics_masked(manual, reference)
+    results = [host] + ([_statistics(out["products"], out["maxes"])] if finite else [])
+    for statistics in results:
+        for i in range(len(shapes)):
+            expected = _reference_statistics(manual[i], reference[i])
+            np.testing.assert_allclose([s[i] for s in statistics], expected, rtol=1e-12, atol=0)
+    expected_counts = np.zeros((len(shapes), 3), np.int64)
+    if case == "nonfinite":
+        expected_counts[0] = [2, 1, 1]  # only the NaN at [1, 2] is finite in one of them
+        expected_counts[1] = [0, 1, 1]
+    np.testing.assert_array_equal(counts, expected_counts)
+
+
 def test_jit_compile_counts_nonfinite_and_spares_correct_layers():
     # trap 8: check_numerics is blind under XLA; the audit's plain reductions are not.
     x, y = _data()
