@@ -24,9 +24,11 @@ Backward, with dY the upstream gradient and dstates_T that of the final states
 Saved for the backward, and their memory (n units, k gates, per step B x n
 each unless said): the input x (B, T, D); h at every step, (T + 1) x B x n,
 for dU; and what each cell's step saves: SimpleRNN its output (1 tensor, the
-same as h), LSTM c_{t-1} and i, f, g, o, tanh(c_t) (6), GRU z, r, hh (and
-u_h with reset_after) (3 or 4, h_{t-1} being h); plus the outputs when a
-mask makes them differ from h. In all about B x T x n x (k + 2) numbers.
+same as h), LSTM c_{t-1}, c_t and i, f, g, o (5 new tensors a step, since
+c_t is the next step's c_{t-1}; f(c_t) is recomputed in the backward), GRU
+z, r, hh (and u_h with reset_after) (3 or 4, h_{t-1} being h); plus the
+outputs when a mask makes them differ from h. In all about B x T x n x
+(k + 2) numbers.
 Everything is kept by reference in TensorArrays (no copies), and in a graph
 the backward pops each list from its end as it walks back, so a step's
 memory is freed once its backward is done.
@@ -230,17 +232,20 @@ class _LSTMCell:
         g, g_saved = act.forward(z_c)
         o, o_saved = sigma.forward(z_o)
         c = f * c_prev + i * g
-        tanh_c, c_saved = act.forward(c)
+        tanh_c, _ = act.forward(c)
         h = o * tanh_c
-        return (h, c), (c_prev, i, f, g, o, tanh_c, i_saved, f_saved, g_saved, o_saved, c_saved)
+        # f(c_t) is recomputed in the backward rather than saved: c_t is kept
+        # anyway (as the next step's c_{t-1}), so this saves B x n per step.
+        return (h, c), (c_prev, c, i, f, g, o, i_saved, f_saved, g_saved, o_saved)
 
     def prepare(self, U):
         return U
 
     def step_backward(self, saved, h_prev, dstates, U, rmask):
-        c_prev, i, f, g, o, tanh_c, i_saved, f_saved, g_saved, o_saved, c_saved = saved
+        c_prev, c, i, f, g, o, i_saved, f_saved, g_saved, o_saved = saved
         dh, dc = dstates
         sigma, act = self.recurrent_activation, self.activation
+        tanh_c, c_saved = act.forward(c)
         dc = dc + act.backward(c_saved, dh * o)
         dz = tf.concat(
             [
