@@ -390,14 +390,29 @@ def _unique(tensors):
     return unique, where
 
 
-def _flatten_saved(saved):
+# Places in `where` for saved tensors that are h itself, before or after the
+# step: the loop keeps every h in its own list, so they are not stored twice.
+_H_PREV, _H_NEW = -1, -2
+
+
+def _flatten_saved(saved, h_prev, h_new):
+    """The distinct tensors a step saves, less h_{t-1} and h_t, and where each entry sits.
+
+    NOTE: SimpleRNN with tanh saves its output h_t, GRU saves h_{t-1}: both
+    are in the list of h already (a write and a read per step saved).
+    """
     flat = [t for t in tf.nest.flatten(saved) if t is not None]
-    return _unique(flat)
+    others = [t for t in flat if t is not h_prev and t is not h_new]
+    unique, where_others = _unique(others)
+    where_others = iter(where_others)
+    where = [_H_PREV if t is h_prev else _H_NEW if t is h_new else next(where_others) for t in flat]
+    return unique, where
 
 
-def _pack_saved(structure, unique, where):
-    """Rebuilds a step's `saved` structure from its distinct tensors."""
-    values = iter(unique[j] for j in where)
+def _pack_saved(structure, unique, where, h_prev, h_new):
+    """Rebuilds a step's `saved` structure from its distinct tensors and the h around it."""
+    table = {_H_PREV: h_prev, _H_NEW: h_new}
+    values = iter(table[j] if j < 0 else unique[j] for j in where)
     leaves = [None if leaf is None else next(values) for leaf in tf.nest.flatten(structure)]
     return tf.nest.pack_sequence_as(structure, leaves)
 
@@ -471,13 +486,17 @@ def rnn_forward(cell, layout, options, *inputs):
             output = tf.where(keep, output, fill)
         return new_states, saved, output
 
+    if any(s is initial_states[0] for s in initial_states[1:]):
+        # One zeros tensor for both of LSTM's initial states: the saved c_{t-1}
+        # must not be taken for h_{t-1} (see _flatten_saved).
+        initial_states = (tf.identity(initial_states[0]),) + tuple(initial_states[1:])
     # The first step runs outside the loop: it tells the loop what a step saves.
     states0, saved0, output0 = step(0, initial_states, tf.zeros_like(initial_states[0]))
-    unique0, where = _flatten_saved(saved0)
+    unique0, where = _flatten_saved(saved0, initial_states[0], states0[0])
 
     def array(first, size):
         # clear_after_read=False: eagerly, the backward reads h_ta[t] twice
-        # (as step t's saved output and step t+1's h_prev).
+        # (as step t's h_{t-1} and step t-1's h_t).
         return tf.TensorArray(first.dtype, size=size, element_shape=first.shape, clear_after_read=False).write(0, first)
 
     # h_ta[t + 1] is h after step t and h_ta[0] the initial h: each step's
@@ -490,7 +509,9 @@ def rnn_forward(cell, layout, options, *inputs):
 
     def body(t, states, prev_output, h_ta, saved_tas, output_ta):
         new_states, saved, output = step(t, states, prev_output)
-        unique, _ = _flatten_saved(saved)
+        unique, step_where = _flatten_saved(saved, states[0], new_states[0])
+        if step_where != where:
+            raise AssertionError(f"{type(cell).__name__}: the steps save differently ({step_where} != {where})")
         h_ta = h_ta.write(t + 1, new_states[0])
         saved_tas = tuple(ta.write(t, u) for ta, u in zip(saved_tas, unique))
         output_ta = tuple(ta.write(t, output) for ta in output_ta)
@@ -529,7 +550,8 @@ def rnn_backward(cell, layout, options, saved, dy, *dfinal_states):
     # In a graph, each saved list (and the list of h) is popped from its end
     # as the loop walks back, so the memory of step t is freed once step t is
     # done (as TF's own gradient accumulators do). h_ta has one entry more
-    # than the steps (the initial h first): the final h is popped unused.
+    # than the steps (the initial h first): the final h is popped first, and
+    # each h_{t-1} popped is carried on as the next iteration's h_t.
     popped = not tf.executing_eagerly()
     arrays = saved_tas + (h_ta,)
     lists = tuple(ta.flow if popped else tf.zeros(()) for ta in arrays)
@@ -542,24 +564,30 @@ def rnn_backward(cell, layout, options, saved, dy, *dfinal_states):
         return handle, value
 
     if popped:
-        lists = lists[:-1] + (pop(lists[-1], h_ta)[0],)
+        h_handle, h_last = pop(lists[-1], h_ta)
+        lists = lists[:-1] + (h_handle,)
+    else:
+        h_last = h_ta.read(steps)
 
-    def read_saved(t, lists):
+    def read_saved(t, lists, h_new):
         """Step t's saved structure, h_{t-1}, and the lists left."""
         if not popped:
+            h_prev = h_ta.read(t)
             values = [ta.read(t) for ta in saved_tas]
-            return _pack_saved(structure, values, where), h_ta.read(t), lists
+            return _pack_saved(structure, values, where, h_prev, h_ta.read(t + 1)), h_prev, lists
         values, new_lists = [], []
         for ta, handle in zip(arrays, lists):
             handle, value = pop(handle, ta)
             values.append(value)
             new_lists.append(handle)
-        return _pack_saved(structure, values[:-1], where), values[-1], tuple(new_lists)
+        h_prev = values[-1]
+        return _pack_saved(structure, values[:-1], where, h_prev, h_new), h_prev, tuple(new_lists)
 
-    def body(t, dstates, doutput, dx_ta, grads, lists):
+    def body(t, dstates, doutput, dx_ta, grads, lists, h_new):
         # dstates: dL/d(states after step t); doutput: dL/d(output_t) carried
         # from later steps, which only a mask creates (a masked step repeats it).
-        step_saved, h_prev, lists = read_saved(t, lists)
+        # h_new: h_t, the h after step t.
+        step_saved, h_prev, lists = read_saved(t, lists, h_new)
         if step_mask is not None:
             # A masked step copied the states and (unless zero_output_for_mask)
             # the previous output: their gradients pass straight through it.
@@ -581,7 +609,7 @@ def rnn_backward(cell, layout, options, saved, dy, *dfinal_states):
             db_in + tf.reduce_sum(dxp, axis=0),
             db_rec if db_rec_t is None else db_rec + db_rec_t,
         )
-        return t - 1, dprev, doutput, dx_ta.write(t, gate_matmul_dx(dxp, kernel, dmask)), grads, lists
+        return t - 1, dprev, doutput, dx_ta.write(t, gate_matmul_dx(dxp, kernel, dmask)), grads, lists, h_prev
 
     dfinal_states = list(dfinal_states)
     if step_mask is None:
@@ -598,10 +626,10 @@ def rnn_backward(cell, layout, options, saved, dy, *dfinal_states):
     bias_size = [kernel.shape[-1]]
     grads = (tf.zeros_like(kernel), tf.zeros_like(recurrent_kernel), tf.zeros(bias_size, x.dtype),
              tf.zeros(bias_size, x.dtype))
-    _, dinitial, _, dx_ta, grads, _ = tf.while_loop(
+    _, dinitial, _, dx_ta, grads, _, _ = tf.while_loop(
         lambda t, *_: t >= 0,
         body,
-        (steps - 1, tuple(dfinal_states), doutput, dx_ta, grads, lists),
+        (steps - 1, tuple(dfinal_states), doutput, dx_ta, grads, lists, h_last),
         maximum_iterations=steps if isinstance(steps, int) else None,
     )
     dw, du, db_in, db_rec = grads
