@@ -23,15 +23,15 @@ Backward, with dY the upstream gradient and dstates_T that of the final states
 
 Saved for the backward, and their memory (n units, k gates, per step B x n
 each unless said): the input x (B, T, D); h at every step, (T + 1) x B x n,
-for dU; and what each cell's step saves: SimpleRNN its output (1 tensor, the
-same as h), LSTM c_{t-1}, c_t and i, f, g, o (5 new tensors a step, since
-c_t is the next step's c_{t-1}; f(c_t) is recomputed in the backward), GRU
-z, r, hh (and u_h with reset_after) (3 or 4, h_{t-1} being h); plus the
-outputs when a mask makes them differ from h. In all about B x T x n x
-(k + 2) numbers.
-Everything is kept by reference in TensorArrays (no copies), and in a graph
-the backward pops each list from its end as it walks back, so a step's
-memory is freed once its backward is done.
+for dU; and what each cell's step saves: SimpleRNN its output (h itself),
+LSTM c_{t-1}, c_t (c at every step, (T + 1) x B x n) and i, f, g, o (f(c_t)
+is recomputed in the backward), GRU h_{t-1} (h itself), z, r, hh (and u_h
+with reset_after); plus the outputs when a mask makes them differ from h.
+In all about B x T x n x (k + 2) numbers.
+Everything is kept by reference in TensorArrays (no copies); a saved state
+comes from that state's history, written once a step. In a graph the
+backward pops each list from its end as it walks back, so a step's memory is
+freed once its backward is done.
 
 NOTE: why every product is inside the loops. Batching the input projection
 XP = x W for all steps into one product before the loop, and dx, dW, dU into
@@ -60,83 +60,58 @@ from keras_bp.layers._validation import check_input_rank, check_positive_int, ch
 
 # --- gate matrix products with optional dropout masks -------------------------
 #
-# Every product in the loop is `x @ K` where the gate block g of K (columns
-# g n .. (g + 1) n) may see its own dropout mask of x. mask None: no dropout;
-# rank 2 (B, in): one mask for all gates; rank 3 (k, B, in): one per gate.
-
-
-def _rows(x):
-    return tf.reshape(x, (-1, tf.shape(x)[-1]))
-
-
-def _matmul(x, kernel, transpose_b=False):
-    """x (..., B, in) @ kernel (in, out) (or kernel^T) with leading axes flattened into rows."""
-    if x.shape.rank == 2:
-        return tf.matmul(x, kernel, transpose_b=transpose_b)
-    out = tf.matmul(_rows(x), kernel, transpose_b=transpose_b)
-    out_dim = tf.shape(kernel)[:1] if transpose_b else tf.shape(kernel)[-1:]
-    return tf.reshape(out, tf.concat([tf.shape(x)[:-1], out_dim], 0))
+# Every product in the loop is `x @ K`, x (B, in), where the gate block g of K
+# (columns g n .. (g + 1) n) may see its own dropout mask of x. mask None: no
+# dropout; rank 2 (B, in): one mask for all gates; rank 3 (k, B, in): one per
+# gate. Shapes other than the batch are static (the weights are built), so
+# the reshapes below need no shape ops in the loop.
 
 
 def _per_gate(kernel, gates):
     """(in, k n) -> (k, in, n): the gate blocks of a kernel side by side."""
-    return tf.transpose(tf.reshape(kernel, (tf.shape(kernel)[0], gates, -1)), (1, 0, 2))
+    return tf.transpose(tf.reshape(kernel, (kernel.shape[0], gates, -1)), (1, 0, 2))
 
 
 def _gates_last(y):
-    """(..., k, B, n) -> (..., B, k n)."""
-    rank = y.shape.rank
-    perm = list(range(rank - 3)) + [rank - 2, rank - 3, rank - 1]
-    y = tf.transpose(y, perm)
-    return tf.reshape(y, tf.concat([tf.shape(y)[:-2], [-1]], 0))
+    """(k, B, n) -> (B, k n)."""
+    return tf.reshape(tf.transpose(y, (1, 0, 2)), (-1, y.shape[0] * y.shape[2]))
 
 
 def _gates_first(dy, gates):
-    """(..., B, k n) -> (..., k, B, n), the inverse of _gates_last."""
-    shape = tf.shape(dy)
-    dy = tf.reshape(dy, tf.concat([shape[:-1], [gates, -1]], 0))
-    rank = dy.shape.rank
-    perm = list(range(rank - 3)) + [rank - 2, rank - 3, rank - 1]
-    return tf.transpose(dy, perm)
+    """(B, k n) -> (k, B, n), the inverse of _gates_last."""
+    return tf.transpose(tf.reshape(dy, (-1, gates, dy.shape[-1] // gates)), (1, 0, 2))
 
 
 def gate_matmul(x, kernel, mask):
-    """y = concat over gates g of (x * mask_g) @ K_g     (..., B, k n)."""
+    """y = concat over gates g of (x * mask_g) @ K_g     (B, k n)."""
     if mask is None:
-        return _matmul(x, kernel)
+        return tf.matmul(x, kernel)
     if mask.shape.rank == 2:
-        return _matmul(x * mask, kernel)
-    gates = mask.shape[0]
-    xg = tf.expand_dims(x, -3) * mask  # (..., k, B, in)
-    return _gates_last(tf.matmul(xg, _per_gate(kernel, gates)))
+        return tf.matmul(x * mask, kernel)
+    # (k, B, in) @ (k, in, n) -> (k, B, n)
+    return _gates_last(tf.matmul(x * mask, _per_gate(kernel, mask.shape[0])))
 
 
 def gate_matmul_dx(dy, kernel, mask):
-    """dL/dx = sum over g of (dy_g @ K_g^T) * mask_g     (..., B, in)."""
+    """dL/dx = sum over g of (dy_g @ K_g^T) * mask_g     (B, in)."""
     if mask is None:
-        return _matmul(dy, kernel, transpose_b=True)
+        return tf.matmul(dy, kernel, transpose_b=True)
     if mask.shape.rank == 2:
-        return _matmul(dy, kernel, transpose_b=True) * mask
+        return tf.matmul(dy, kernel, transpose_b=True) * mask
     gates = mask.shape[0]
     dxg = tf.matmul(_gates_first(dy, gates), _per_gate(kernel, gates), transpose_b=True)
-    return tf.reduce_sum(dxg * mask, axis=-3)
+    return tf.reduce_sum(dxg * mask, axis=0)
 
 
 def gate_matmul_dkernel(x, dy, mask):
-    """dL/dK_g = sum over all rows of (x * mask_g)^T dy_g     (in, k n)."""
+    """dL/dK_g = (x * mask_g)^T dy_g     (in, k n)."""
     if mask is None:
-        return tf.matmul(_rows(x), _rows(dy), transpose_a=True)
+        return tf.matmul(x, dy, transpose_a=True)
     if mask.shape.rank == 2:
-        return tf.matmul(_rows(x * mask), _rows(dy), transpose_a=True)
-    gates = mask.shape[0]
-    xg = tf.expand_dims(x, -3) * mask  # (..., k, B, in)
-    dyg = _gates_first(dy, gates)  # (..., k, B, n)
-    in_dim, n = tf.shape(xg)[-1], tf.shape(dyg)[-1]
-    # (k, rows, in)^T (k, rows, n) -> (k, in, n), rows = all leading axes and B.
-    xg = tf.reshape(tf.experimental.numpy.moveaxis(xg, -3, 0), (gates, -1, in_dim))
-    dyg = tf.reshape(tf.experimental.numpy.moveaxis(dyg, -3, 0), (gates, -1, n))
-    dk = tf.matmul(xg, dyg, transpose_a=True)
-    return tf.reshape(tf.transpose(dk, (1, 0, 2)), (in_dim, -1))
+        return tf.matmul(x * mask, dy, transpose_a=True)
+    # (k, B, in)^T (k, B, n) -> (k, in, n) -> (in, k n)
+    dk = tf.matmul(x * mask, _gates_first(dy, mask.shape[0]), transpose_a=True)
+    return tf.reshape(tf.transpose(dk, (1, 0, 2)), (dk.shape[1], -1))
 
 
 def _slice_mask(mask, start, stop):
@@ -390,29 +365,40 @@ def _unique(tensors):
     return unique, where
 
 
-# Places in `where` for saved tensors that are h itself, before or after the
-# step: the loop keeps every h in its own list, so they are not stored twice.
-_H_PREV, _H_NEW = -1, -2
+def _flatten_saved(saved, prev_states, new_states):
+    """The distinct tensors a step saves, less the states around it, and where each entry sits.
 
-
-def _flatten_saved(saved, h_prev, h_new):
-    """The distinct tensors a step saves, less h_{t-1} and h_t, and where each entry sits.
-
-    NOTE: SimpleRNN with tanh saves its output h_t, GRU saves h_{t-1}: both
-    are in the list of h already (a write and a read per step saved).
+    `where` has, per saved entry, its index among the distinct tensors, or
+    ("prev", k) / ("new", k) for state k before / after the step: the loop
+    keeps each such state in a list of its own, so it is not stored twice.
+    NOTE: SimpleRNN with tanh saves its output h_t, GRU h_{t-1}, LSTM c_{t-1}
+    and c_t: a write and a read less per step for each.
     """
+
+    def state_of(t):
+        for k, (prev, new) in enumerate(zip(prev_states, new_states)):
+            if t is prev:
+                return ("prev", k)
+            if t is new:
+                return ("new", k)
+        return None
+
     flat = [t for t in tf.nest.flatten(saved) if t is not None]
-    others = [t for t in flat if t is not h_prev and t is not h_new]
-    unique, where_others = _unique(others)
+    states = [state_of(t) for t in flat]
+    unique, where_others = _unique([t for t, k in zip(flat, states) if k is None])
     where_others = iter(where_others)
-    where = [_H_PREV if t is h_prev else _H_NEW if t is h_new else next(where_others) for t in flat]
-    return unique, where
+    return unique, [k if k is not None else next(where_others) for k in states]
 
 
-def _pack_saved(structure, unique, where, h_prev, h_new):
-    """Rebuilds a step's `saved` structure from its distinct tensors and the h around it."""
-    table = {_H_PREV: h_prev, _H_NEW: h_new}
-    values = iter(table[j] if j < 0 else unique[j] for j in where)
+def _pack_saved(structure, unique, where, prev_states, new_states):
+    """Rebuilds a step's `saved` structure from its distinct tensors and the states around it."""
+
+    def value(j):
+        if isinstance(j, tuple):
+            return (prev_states if j[0] == "prev" else new_states)[j[1]]
+        return unique[j]
+
+    values = iter(value(j) for j in where)
     leaves = [None if leaf is None else next(values) for leaf in tf.nest.flatten(structure)]
     return tf.nest.pack_sequence_as(structure, leaves)
 
@@ -486,58 +472,62 @@ def rnn_forward(cell, layout, options, *inputs):
             output = tf.where(keep, output, fill)
         return new_states, saved, output
 
-    if any(s is initial_states[0] for s in initial_states[1:]):
-        # One zeros tensor for both of LSTM's initial states: the saved c_{t-1}
-        # must not be taken for h_{t-1} (see _flatten_saved).
-        initial_states = (tf.identity(initial_states[0]),) + tuple(initial_states[1:])
+    # One zeros tensor for both of LSTM's initial states would make the saved
+    # c_{t-1} look like h_{t-1} to _flatten_saved: keep them apart.
+    initial_states = tuple(
+        tf.identity(s) if any(s is other for other in initial_states[:k]) else s
+        for k, s in enumerate(initial_states)
+    )
     # The first step runs outside the loop: it tells the loop what a step saves.
     states0, saved0, output0 = step(0, initial_states, tf.zeros_like(initial_states[0]))
-    unique0, where = _flatten_saved(saved0, initial_states[0], states0[0])
+    unique0, where = _flatten_saved(saved0, initial_states, states0)
+    # The states kept step by step: h (for dU) and any other that a step saves.
+    kept = sorted({0} | {j[1] for j in where if isinstance(j, tuple)})
 
     def array(first, size):
-        # clear_after_read=False: eagerly, the backward reads h_ta[t] twice
-        # (as step t's h_{t-1} and step t-1's h_t).
+        # clear_after_read=False: eagerly, the backward reads each history
+        # entry twice (as one step's previous state and the step before's new one).
         return tf.TensorArray(first.dtype, size=size, element_shape=first.shape, clear_after_read=False).write(0, first)
 
-    # h_ta[t + 1] is h after step t and h_ta[0] the initial h: each step's
-    # h_prev for dU (references, no copies: a cell that saves its output
-    # shares the tensor).
-    h_ta = array(initial_states[0], steps + 1).write(1, states0[0])
+    # history[k][t + 1] is state kept[k] after step t and history[k][0] the
+    # initial one (references, no copies). h's history gives each step's
+    # h_{t-1} for dU.
+    history = tuple(array(initial_states[k], steps + 1).write(1, states0[k]) for k in kept)
     saved_tas = tuple(array(u, steps) for u in unique0)
     # With a mask the outputs differ from h (repeated or zeroed): keep them apart.
     output_ta = (array(output0, steps),) if mask is not None else ()
 
-    def body(t, states, prev_output, h_ta, saved_tas, output_ta):
+    def body(t, states, prev_output, history, saved_tas, output_ta):
         new_states, saved, output = step(t, states, prev_output)
-        unique, step_where = _flatten_saved(saved, states[0], new_states[0])
+        unique, step_where = _flatten_saved(saved, states, new_states)
         if step_where != where:
             raise AssertionError(f"{type(cell).__name__}: the steps save differently ({step_where} != {where})")
-        h_ta = h_ta.write(t + 1, new_states[0])
+        history = tuple(ta.write(t + 1, new_states[k]) for ta, k in zip(history, kept))
         saved_tas = tuple(ta.write(t, u) for ta, u in zip(saved_tas, unique))
         output_ta = tuple(ta.write(t, output) for ta in output_ta)
-        return t + 1, new_states, output, h_ta, saved_tas, output_ta
+        return t + 1, new_states, output, history, saved_tas, output_ta
 
-    _, final_states, last_output, h_ta, saved_tas, output_ta = tf.while_loop(
+    _, final_states, last_output, history, saved_tas, output_ta = tf.while_loop(
         lambda t, *_: t < steps,
         body,
-        (tf.constant(1), states0, output0, h_ta, saved_tas, output_ta),
+        (tf.constant(1), states0, output0, history, saved_tas, output_ta),
         maximum_iterations=steps - 1 if isinstance(steps, int) else None,
     )
 
     if return_sequences:
-        y = _time_major(output_ta[0].stack() if output_ta else h_ta.gather(tf.range(1, steps + 1)))
+        y = _time_major(output_ta[0].stack() if output_ta else history[0].gather(tf.range(1, steps + 1)))
     else:
         y = last_output
     # NOTE: the saved arrays go to the backward as they are: stacking them
     # here and unstacking them there would copy every saved tensor twice.
-    saved = (x, kernel, recurrent_kernel, step_mask, dmask, rmask, h_ta, saved_tas, saved0, where)
+    saved = (x, kernel, recurrent_kernel, step_mask, dmask, rmask, history, kept, saved_tas, saved0, where)
     return (y, *final_states), saved
 
 
 def rnn_backward(cell, layout, options, saved, dy, *dfinal_states):
     """Backpropagation through time (see the module docstring for the formulas)."""
     go_backwards, return_sequences, zero_output_for_mask = options
-    x, kernel, recurrent_kernel, step_mask, dmask, rmask, h_ta, saved_tas, structure, where = saved
+    x, kernel, recurrent_kernel, step_mask, dmask, rmask, history, kept, saved_tas, structure, where = saved
     steps = x.shape[0] if x.shape[0] is not None else tf.shape(x)[0]
     recurrent = cell.prepare(recurrent_kernel)
 
@@ -547,13 +537,14 @@ def rnn_backward(cell, layout, options, saved, dy, *dfinal_states):
         mask_ta = tf.TensorArray(tf.bool, size=steps).unstack(step_mask)
     dx_ta = tf.TensorArray(x.dtype, size=steps, element_shape=x.shape[1:])
 
-    # In a graph, each saved list (and the list of h) is popped from its end
-    # as the loop walks back, so the memory of step t is freed once step t is
-    # done (as TF's own gradient accumulators do). h_ta has one entry more
-    # than the steps (the initial h first): the final h is popped first, and
-    # each h_{t-1} popped is carried on as the next iteration's h_t.
+    # In a graph, each saved list (and each state's history) is popped from
+    # its end as the loop walks back, so the memory of step t is freed once
+    # step t is done (as TF's own gradient accumulators do). A history has one
+    # entry more than the steps (the initial state first): the final states
+    # are popped first, and each state popped as step t's previous one is
+    # carried on as step t-1's new one.
     popped = not tf.executing_eagerly()
-    arrays = saved_tas + (h_ta,)
+    arrays = saved_tas + history
     lists = tuple(ta.flow if popped else tf.zeros(()) for ta in arrays)
 
     def pop(handle, ta):
@@ -563,31 +554,44 @@ def rnn_backward(cell, layout, options, saved, dy, *dfinal_states):
         value.set_shape(ta.element_shape)
         return handle, value
 
+    def as_states(kept_values):
+        """The kept states' values at their places among all the states (others None)."""
+        states = [None] * cell.num_states
+        for k, value in zip(kept, kept_values):
+            states[k] = value
+        return tuple(states)
+
+    n_saved = len(saved_tas)
     if popped:
-        h_handle, h_last = pop(lists[-1], h_ta)
-        lists = lists[:-1] + (h_handle,)
+        last = [pop(handle, ta) for handle, ta in zip(lists[n_saved:], history)]
+        lists = lists[:n_saved] + tuple(handle for handle, _ in last)
+        final_kept = tuple(value for _, value in last)
     else:
-        h_last = h_ta.read(steps)
+        final_kept = tuple(ta.read(steps) for ta in history)
 
-    def read_saved(t, lists, h_new):
-        """Step t's saved structure, h_{t-1}, and the lists left."""
+    def read_saved(t, lists, new_kept):
+        """Step t's saved structure, the kept states before it, and the lists left."""
         if not popped:
-            h_prev = h_ta.read(t)
+            prev_kept = tuple(ta.read(t) for ta in history)
             values = [ta.read(t) for ta in saved_tas]
-            return _pack_saved(structure, values, where, h_prev, h_ta.read(t + 1)), h_prev, lists
-        values, new_lists = [], []
-        for ta, handle in zip(arrays, lists):
-            handle, value = pop(handle, ta)
-            values.append(value)
-            new_lists.append(handle)
-        h_prev = values[-1]
-        return _pack_saved(structure, values[:-1], where, h_prev, h_new), h_prev, tuple(new_lists)
+            new_kept = tuple(ta.read(t + 1) for ta in history)
+        else:
+            values, new_lists = [], []
+            for ta, handle in zip(arrays, lists):
+                handle, value = pop(handle, ta)
+                values.append(value)
+                new_lists.append(handle)
+            lists = tuple(new_lists)
+            values, prev_kept = values[:n_saved], tuple(values[n_saved:])
+        step_saved = _pack_saved(structure, values, where, as_states(prev_kept), as_states(new_kept))
+        return step_saved, prev_kept, lists
 
-    def body(t, dstates, doutput, dx_ta, grads, lists, h_new):
+    def body(t, dstates, doutput, dx_ta, grads, lists, new_kept):
         # dstates: dL/d(states after step t); doutput: dL/d(output_t) carried
         # from later steps, which only a mask creates (a masked step repeats it).
-        # h_new: h_t, the h after step t.
-        step_saved, h_prev, lists = read_saved(t, lists, h_new)
+        # new_kept: the kept states after step t.
+        step_saved, prev_kept, lists = read_saved(t, lists, new_kept)
+        h_prev = prev_kept[0]
         if step_mask is not None:
             # A masked step copied the states and (unless zero_output_for_mask)
             # the previous output: their gradients pass straight through it.
@@ -609,7 +613,7 @@ def rnn_backward(cell, layout, options, saved, dy, *dfinal_states):
             db_in + tf.reduce_sum(dxp, axis=0),
             db_rec if db_rec_t is None else db_rec + db_rec_t,
         )
-        return t - 1, dprev, doutput, dx_ta.write(t, gate_matmul_dx(dxp, kernel, dmask)), grads, lists, h_prev
+        return t - 1, dprev, doutput, dx_ta.write(t, gate_matmul_dx(dxp, kernel, dmask)), grads, lists, prev_kept
 
     dfinal_states = list(dfinal_states)
     if step_mask is None:
@@ -629,7 +633,7 @@ def rnn_backward(cell, layout, options, saved, dy, *dfinal_states):
     _, dinitial, _, dx_ta, grads, _, _ = tf.while_loop(
         lambda t, *_: t >= 0,
         body,
-        (steps - 1, tuple(dfinal_states), doutput, dx_ta, grads, lists, h_last),
+        (steps - 1, tuple(dfinal_states), doutput, dx_ta, grads, lists, final_kept),
         maximum_iterations=steps if isinstance(steps, int) else None,
     )
     dw, du, db_in, db_rec = grads
