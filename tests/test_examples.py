@@ -70,3 +70,26 @@ def test_autoencoder_and_lstm_examples_end_to_end(tmp_path):
     out = _run("lstm_mnist.py", "--epochs", "1", "--limit", "300")
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1].startswith("test accuracy: ")
+
+
+def test_classifier_learning_rate_is_checked_and_decays_to_zero(capsys):
+    import sys
+
+    import pytest
+
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        train = load_example("_train")
+    finally:
+        sys.path.remove(str(EXAMPLES))
+    with pytest.raises(SystemExit):
+        train.parse_args("doc", ["--learning-rate", "0"], 12)
+    assert "--learning-rate" in capsys.readouterr().err
+    assert train.parse_args("doc", [], 12, default_learning_rate=2e-3).learning_rate == 2e-3
+    for source in ("keras_bp", "keras"):
+        optimizer = train.make_optimizer(source, 2e-3, decay_steps=10)
+        assert abs(float(optimizer.learning_rate) - 2e-3) < 1e-9
+        optimizer.iterations.assign(5)
+        assert abs(float(optimizer.learning_rate) - 1e-3) < 1e-9  # half way down the cosine
+        optimizer.iterations.assign(10)
+        assert float(optimizer.learning_rate) == 0.0
