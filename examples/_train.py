@@ -1,6 +1,6 @@
 """The command line and training run that the CNN and LSTM examples share.
 
-    run_classifier(__doc__, build_model, prepare, default_epochs=12, default_learning_rate=2e-3)
+    run_classifier(__doc__, build_model, prepare, default_epochs=12)
 
 Each example supplies its network (`build_model(source)`, from keras_bp's
 layers or, for comparison, keras.layers) and how images become its input
@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _data import DataError, load_mnist  # noqa: E402
 
 
-def make_optimizer(source="keras_bp", learning_rate=1e-3, decay_steps=None):
+def make_optimizer(source="keras_bp", learning_rate=2e-3, decay_steps=None):
     """Adam, written out by hand in keras_bp.optimizers, or Keras's own for comparison.
 
     With `decay_steps`, the learning rate follows a cosine from
@@ -38,12 +38,12 @@ def make_optimizer(source="keras_bp", learning_rate=1e-3, decay_steps=None):
     return (keras_bp.optimizers if source == "keras_bp" else keras.optimizers).Adam(learning_rate)
 
 
-def parse_args(doc, argv, default_epochs, default_learning_rate=1e-3):
+def parse_args(doc, argv, default_epochs):
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--data-dir", help="folder with MNIST-format IDX files (plain or .gz)")
     parser.add_argument("--epochs", type=int, default=default_epochs)
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--learning-rate", type=float, default=default_learning_rate,
+    parser.add_argument("--learning-rate", type=float, default=2e-3,
                         help="Adam's learning rate at the start; it decays (cosine) to 0 over the run")
     parser.add_argument("--limit", type=int, help="train on the first N training examples only")
     parser.add_argument("--seed", type=int, default=1)
@@ -51,14 +51,15 @@ def parse_args(doc, argv, default_epochs, default_learning_rate=1e-3):
                         help="build the network from keras_bp (default) or keras.layers, for comparison")
     parser.add_argument("--jit-compile", choices=("auto", "true", "false"), default="auto")
     args = parser.parse_args(argv)
-    if args.epochs < 1 or args.batch_size < 1 or (args.limit is not None and args.limit < 1) or not args.learning_rate > 0:
+    positive = (args.epochs, args.batch_size, 1 if args.limit is None else args.limit, args.learning_rate)
+    if not all(value > 0 for value in positive):
         parser.error("--epochs, --batch-size, --limit and --learning-rate must be positive")
     return args
 
 
-def run_classifier(doc, build_model, prepare, argv=None, default_epochs=12, default_learning_rate=1e-3):
+def run_classifier(doc, build_model, prepare, argv=None, default_epochs=12):
     """Parses the command line, trains and evaluates; returns the test accuracy."""
-    args = parse_args(doc, argv, default_epochs, default_learning_rate)
+    args = parse_args(doc, argv, default_epochs)
     try:
         (x_train, y_train), (x_test, y_test), description = load_mnist(args.data_dir)
     except DataError as error:
@@ -74,8 +75,8 @@ def run_classifier(doc, build_model, prepare, argv=None, default_epochs=12, defa
     # The learning rate decays to 0 over the whole run: the last epochs
     # settle into a minimum instead of bouncing around it.
     steps = args.epochs * -(-len(x_train) // args.batch_size)
-    model.compile(optimizer=make_optimizer(args.layers, args.learning_rate, decay_steps=steps), loss=losses.SparseCategoricalCrossentropy(),
-                  metrics=["accuracy"], jit_compile=jit)
+    model.compile(optimizer=make_optimizer(args.layers, args.learning_rate, decay_steps=steps),
+                  loss=losses.SparseCategoricalCrossentropy(), metrics=["accuracy"], jit_compile=jit)
 
     audit = keras_bp.callbacks.GradientAudit((x_train[:32], y_train[:32]), every=200, verbose=0)
     model.fit(x_train, y_train, batch_size=args.batch_size, epochs=args.epochs, callbacks=[audit], verbose=2)

@@ -58,7 +58,7 @@ def prepare(images, labels, limit=None):
 
 
 def main(argv=None):
-    return run_classifier(__doc__, build_model, prepare, argv, default_epochs=12, default_learning_rate=2e-3)
+    return run_classifier(__doc__, build_model, prepare, argv, default_epochs=12)
 
 
 if __name__ == "__main__":

@@ -85,7 +85,7 @@ def test_classifier_learning_rate_is_checked_and_decays_to_zero(capsys):
     with pytest.raises(SystemExit):
         train.parse_args("doc", ["--learning-rate", "0"], 12)
     assert "--learning-rate" in capsys.readouterr().err
-    assert train.parse_args("doc", [], 12, default_learning_rate=2e-3).learning_rate == 2e-3
+    assert train.parse_args("doc", [], 12).learning_rate == 2e-3
     for source in ("keras_bp", "keras"):
         optimizer = train.make_optimizer(source, 2e-3, decay_steps=10)
         assert abs(float(optimizer.learning_rate) - 2e-3) < 1e-9
