@@ -37,22 +37,28 @@ def dense_backward(activation, saved, dy, use_bias):
     """
     x, kernel, activation_saved = saved
     dz = activation.backward(activation_saved, dy)
-    dx = _matmul(dz, tf.transpose(kernel))
-    x_rows = tf.reshape(x, (-1, tf.shape(x)[-1]))
-    dz_rows = tf.reshape(dz, (-1, tf.shape(dz)[-1]))
+    dx = _matmul(dz, kernel, transpose_b=True)
+    x_rows, dz_rows = _rows(x), _rows(dz)
     dkernel = tf.matmul(x_rows, dz_rows, transpose_a=True)
     if use_bias:
         return dx, dkernel, tf.reduce_sum(dz_rows, axis=0)
     return dx, dkernel
 
 
-def _matmul(x, kernel):
+def _rows(x):
+    """(..., n) -> (rows, n); a (batch, n) tensor as it is (no shape ops)."""
+    return x if x.shape.rank == 2 else tf.reshape(x, (-1, tf.shape(x)[-1]))
+
+
+def _matmul(x, kernel, transpose_b=False):
+    """x (..., in) @ kernel (in, out), or @ kernel^T for a kernel (out, in)."""
     if x.shape.rank == 2:
-        return tf.matmul(x, kernel)
+        return tf.matmul(x, kernel, transpose_b=transpose_b)
     # NOTE: (..., in) inputs are flattened to rows; each output element is the
     # same dot product Keras computes.
-    rows = tf.matmul(tf.reshape(x, (-1, tf.shape(x)[-1])), kernel)
-    return tf.reshape(rows, tf.concat([tf.shape(x)[:-1], tf.shape(kernel)[-1:]], 0))
+    rows = tf.matmul(_rows(x), kernel, transpose_b=transpose_b)
+    out = tf.shape(kernel)[:1] if transpose_b else tf.shape(kernel)[-1:]
+    return tf.reshape(rows, tf.concat([tf.shape(x)[:-1], out], 0))
 
 
 def _dense_op(activation, use_bias):
