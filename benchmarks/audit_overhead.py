@@ -20,12 +20,12 @@ batch of whether an audit is due (the step counter is read only when one is).
 Where the audit's time goes (measured on this MLP, 2 cores): the first
 audit, about 0.2 s, is mostly tracing its gradient function (the two passes
 through the model) and the function's first run; each later audit takes
-about 2 ms on its own and 3.5 to 4 ms between training steps (two forward
+about 2 ms on its own and 3.5 to 6 ms between training steps (two forward
 and backward passes on the audit batch of 32, about 0.8 ms; the
 per-variable statistics, about 1 ms; turning them into a record), the time
-of two or three training steps, so every=100 costs 2 to 3% of the steps. On a shared machine single pairs of runs swing by tens of percent
-either way; the median over pairs and the hook-time figure are the ones to
-read.
+of two or three training steps, so every=100 costs 2 to 3% of the steps.
+On a shared machine single pairs of runs swing by tens of percent either
+way; the median over pairs and the hook-time figure are the ones to read.
 """
 
 import argparse
