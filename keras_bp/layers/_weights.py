@@ -7,19 +7,16 @@ def add_kernel_and_bias(layer, kernel_shape, bias_shape):
     Same names, order, initializers, regularizers and constraints as Keras's
     Dense and Conv layers, so weights transfer both ways.
     """
-    layer.kernel = layer.add_weight(
-        name="kernel",
-        shape=kernel_shape,
-        initializer=layer.kernel_initializer,
-        regularizer=layer.kernel_regularizer,
-        constraint=layer.kernel_constraint,
+    layer.kernel = _add(layer, "kernel", kernel_shape)
+    layer.bias = _add(layer, "bias", bias_shape) if layer.use_bias else None
+
+
+def _add(layer, name, shape):
+    """The weight `name`, with the layer's `<name>_initializer`, `_regularizer` and `_constraint`."""
+    return layer.add_weight(
+        name=name,
+        shape=shape,
+        initializer=getattr(layer, f"{name}_initializer"),
+        regularizer=getattr(layer, f"{name}_regularizer"),
+        constraint=getattr(layer, f"{name}_constraint"),
     )
-    layer.bias = None
-    if layer.use_bias:
-        layer.bias = layer.add_weight(
-            name="bias",
-            shape=bias_shape,
-            initializer=layer.bias_initializer,
-            regularizer=layer.bias_regularizer,
-            constraint=layer.bias_constraint,
-        )

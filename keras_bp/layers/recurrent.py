@@ -390,6 +390,11 @@ def _flatten_saved(saved, prev_states, new_states):
     return unique, [k if k is not None else next(where_others) for k in states]
 
 
+def _kept_states(where):
+    """The states whose history the loop keeps: h (for dU) and any that a step saves."""
+    return sorted({0} | {j[1] for j in where if isinstance(j, tuple)})
+
+
 def _pack_saved(structure, unique, where, prev_states, new_states):
     """Rebuilds a step's `saved` structure from its distinct tensors and the states around it."""
 
@@ -481,8 +486,7 @@ def rnn_forward(cell, layout, options, *inputs):
     # The first step runs outside the loop: it tells the loop what a step saves.
     states0, saved0, output0 = step(0, initial_states, tf.zeros_like(initial_states[0]))
     unique0, where = _flatten_saved(saved0, initial_states, states0)
-    # The states kept step by step: h (for dU) and any other that a step saves.
-    kept = sorted({0} | {j[1] for j in where if isinstance(j, tuple)})
+    kept = _kept_states(where)
 
     def array(first, size):
         # clear_after_read=False: eagerly, the backward reads each history
@@ -520,14 +524,15 @@ def rnn_forward(cell, layout, options, *inputs):
         y = last_output
     # NOTE: the saved arrays go to the backward as they are: stacking them
     # here and unstacking them there would copy every saved tensor twice.
-    saved = (x, kernel, recurrent_kernel, step_mask, dmask, rmask, history, kept, saved_tas, saved0, where)
+    saved = (x, kernel, recurrent_kernel, step_mask, dmask, rmask, history, saved_tas, saved0, where)
     return (y, *final_states), saved
 
 
 def rnn_backward(cell, layout, options, saved, dy, *dfinal_states):
     """Backpropagation through time (see the module docstring for the formulas)."""
     go_backwards, return_sequences, zero_output_for_mask = options
-    x, kernel, recurrent_kernel, step_mask, dmask, rmask, history, kept, saved_tas, structure, where = saved
+    x, kernel, recurrent_kernel, step_mask, dmask, rmask, history, saved_tas, structure, where = saved
+    kept = _kept_states(where)
     steps = x.shape[0] if x.shape[0] is not None else tf.shape(x)[0]
     recurrent = cell.prepare(recurrent_kernel)
 
