@@ -373,11 +373,11 @@ def test_statistics_in_graph_and_on_host_match_a_plain_computation(case):
         reference[1][3] = np.nan
     out = _compare_all([tf.constant(g) for g in manual], [tf.constant(g) for g in reference])
     out = {key: value.numpy() for key, value in out.items()}
-    finite = np.all(np.isfinite(out["products"])) and np.all(np.isfinite(out["maxes"]))
+    finite = np.all(np.isfinite(out["sums"])) and np.all(np.isfinite(out["maxes"]))
     # The graph's sums reveal the non-finite entries: the audit's test for the host path.
     assert finite == (case == "finite")
     host, counts = _statistics_masked(manual, reference)
-    results = [host] + ([_statistics(out["products"], out["maxes"])] if finite else [])
+    results = [host] + ([_statistics(out["sums"], out["maxes"])] if finite else [])
     for statistics in results:
         for i in range(len(shapes)):
             expected = _reference_statistics(manual[i], reference[i])
