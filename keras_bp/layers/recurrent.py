@@ -133,7 +133,8 @@ def _slice_mask(mask, start, stop):
 #     dstates: dL/d(states after the step); h_prev: the output before it.
 #     dxp: dL/d(the step's input projection) (B, k n); dU_t: the step's term
 #     of dL/dU (n, k n); db_rec_t: its term of the recurrent bias's gradient
-#     (GRU with reset_after), else None.
+#     per batch row (B, k n), summed over the batch after the loop (GRU with
+#     reset_after), else None.
 # bias_parts(b) -> (b_in, b_rec); bias_grad(dxp_sum, db_rec) -> db (db_rec None
 #     unless the cell has a recurrent bias).
 
@@ -257,7 +258,7 @@ class _GRUCell:
         da_h = f'(dh * (1 - z))    da_z = sigma'(dh * (h_{t-1} - hh))
         reset_after=True:   da_r = sigma'(da_h * u_h)
             dXP = [da_z, da_r, da_h]   dREC = [da_z, da_r, da_h * r]
-            dU_t = h_{t-1}^T dREC      db_rec_t = sum over B of dREC
+            dU_t = h_{t-1}^T dREC      db_rec_t = dREC (summed over B after the loop)
             dh_{t-1} = dh * z + dREC @ U^T
         reset_after=False:  d(r h) = da_h @ U_h^T   da_r = sigma'(d(r h) * h_{t-1})
             dXP = [da_z, da_r, da_h]
@@ -314,7 +315,7 @@ class _GRUCell:
             dxp = tf.concat([da_z, da_r, da_h], axis=-1)
             drec = tf.concat([da_z, da_r, da_h * r], axis=-1)
             dh_prev = dh * z + gate_matmul_dx(drec, U, rmask)
-            return dxp, gate_matmul_dkernel(h_prev, drec, rmask), tf.reduce_sum(drec, axis=0), (dh_prev,)
+            return dxp, gate_matmul_dkernel(h_prev, drec, rmask), drec, (dh_prev,)
         _, z, r, hh, z_saved, r_saved, hh_saved = saved
         U_zr, U_h = U
         da_h = act.backward(hh_saved, dh * (1 - z))
@@ -451,10 +452,14 @@ def rnn_forward(cell, layout, options, *inputs):
         x = tf.reverse(x, [0])
     steps = x.shape[0] if x.shape[0] is not None else tf.shape(x)[0]
 
+    # One read per step (x[t] would slice through four ops); unstacking
+    # keeps references to x's rows, no copy.
+    x_ta = tf.TensorArray(x.dtype, size=steps, element_shape=x.shape[1:]).unstack(x)
+
     def project(t):
         """The step's input projection x_t W + b_in (B, k n)."""
-        xp = gate_matmul(x[t], kernel, dmask)
-        return xp + b_in if b_in is not None else xp
+        xp = gate_matmul(x_ta.read(t), kernel, dmask)
+        return tf.nn.bias_add(xp, b_in) if b_in is not None else xp
 
     step_mask = None
     if mask is not None:
@@ -541,6 +546,7 @@ def rnn_backward(cell, layout, options, saved, dy, *dfinal_states):
     if step_mask is not None:
         mask_ta = tf.TensorArray(tf.bool, size=steps).unstack(step_mask)
     dx_ta = tf.TensorArray(x.dtype, size=steps, element_shape=x.shape[1:])
+    x_ta = tf.TensorArray(x.dtype, size=steps, element_shape=x.shape[1:]).unstack(x)
 
     # In a graph, each saved list (and each state's history) is popped from
     # its end as the loop walks back, so the memory of step t is freed once
@@ -613,9 +619,9 @@ def rnn_backward(cell, layout, options, saved, dy, *dfinal_states):
             dprev = tuple(d + p for d, p in zip(dprev, passed))
         dw, du, db_in, db_rec = grads
         grads = (
-            dw + gate_matmul_dkernel(x[t], dxp, dmask),
+            dw + gate_matmul_dkernel(x_ta.read(t), dxp, dmask),
             du + du_t,
-            db_in + tf.reduce_sum(dxp, axis=0),
+            db_in + dxp,
             db_rec if db_rec_t is None else db_rec + db_rec_t,
         )
         return t - 1, dprev, doutput, dx_ta.write(t, gate_matmul_dx(dxp, kernel, dmask)), grads, lists, prev_kept
@@ -632,9 +638,10 @@ def rnn_backward(cell, layout, options, saved, dy, *dfinal_states):
     # step: collecting dXP (T x B x k n) for products after the loop would
     # hold it twice (the list and its stacked copy) at the backward's end,
     # more memory than Keras's loop takes.
-    bias_size = [kernel.shape[-1]]
-    grads = (tf.zeros_like(kernel), tf.zeros_like(recurrent_kernel), tf.zeros(bias_size, x.dtype),
-             tf.zeros(bias_size, x.dtype))
+    # The bias terms add up per batch row, (B, k n), and are summed over the
+    # batch once after the loop: one add per step instead of a reduction and an add.
+    rows = tf.zeros((tf.shape(x)[1], kernel.shape[-1]), x.dtype)
+    grads = (tf.zeros_like(kernel), tf.zeros_like(recurrent_kernel), rows, rows)
     _, dinitial, _, dx_ta, grads, _, _ = tf.while_loop(
         lambda t, *_: t >= 0,
         body,
@@ -642,6 +649,7 @@ def rnn_backward(cell, layout, options, saved, dy, *dfinal_states):
         maximum_iterations=steps if isinstance(steps, int) else None,
     )
     dw, du, db_in, db_rec = grads
+    db_in, db_rec = tf.reduce_sum(db_in, axis=0), tf.reduce_sum(db_rec, axis=0)
     dx = dx_ta.stack()  # (T, B, D)
     if go_backwards:
         dx = tf.reverse(dx, [0])
