@@ -15,7 +15,7 @@ optimizer state): the memory a training step takes at its peak (what the
 forward saves for the backward, gradients, temporaries). The process's
 lifetime peak RSS (ru_maxrss, TensorFlow's runtime included) is printed too.
 
-    python benchmarks/recurrent.py            # full: 7 rounds of 20 steps
+    python benchmarks/recurrent.py            # full: 11 rounds of 20 steps
     python benchmarks/recurrent.py --quick    # 3 rounds of 5 steps
     python benchmarks/recurrent.py --threads 1   # one TensorFlow thread (less noise on a busy machine)
 """
@@ -109,7 +109,7 @@ def main():
         library, kind, steps = args.memory_child
         _peak_memory_child(library, kind, int(steps), args.jit)
         return
-    rounds, steps = (3, 5) if args.quick else (7, 20)
+    rounds, steps = (3, 5) if args.quick else (11, 20)
     print(machine())
     print(f"batch {BATCH}, {STEPS} steps x {FEATURES} features, {UNITS} units; "
           f"median of {rounds} alternating rounds of {steps} train_on_batch steps; jit_compile={args.jit}; "
