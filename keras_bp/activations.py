@@ -345,6 +345,20 @@ def _op(pair):
 _LOGIT_ACTIVATIONS = ("softmax", "sigmoid")
 
 
+def fused_and_after(pair):
+    """How a layer applies its activation: (the part fused into its op, the op after it or None).
+
+    Softmax and sigmoid run as an op of their own after the layer's linear
+    part, so that the output carries its logits (`_keras_logits`) for a
+    cross-entropy, as Keras's layers do (and softmax takes the last axis,
+    as `keras.activations.softmax` does); every other activation's
+    derivative is fused into the layer's backward.
+    """
+    if pair.name in _LOGIT_ACTIVATIONS:
+        return get(None), pair
+    return pair, None
+
+
 def apply(pair, x):
     """Applies an `ActivationPair` to `x` as a manual-gradient op."""
     y = _op(pair)(x)

@@ -153,22 +153,28 @@ def _saturated_case(loss_name, activation):
     return x, y, units
 
 
+@pytest.mark.parametrize("layer_name", ["Dense", "Conv1D"])
 @pytest.mark.parametrize(
     "loss_name, activation",
     [("SparseCategoricalCrossentropy", "softmax"), ("CategoricalCrossentropy", "softmax"),
      ("BinaryCrossentropy", "sigmoid")],
 )
-def test_cross_entropy_after_softmax_or_sigmoid_uses_the_logits(loss_name, activation):
-    # As Keras: a Dense(softmax/sigmoid) output carries its logits, and both
-    # libraries' cross-entropies compute from them. With saturated
+def test_cross_entropy_after_softmax_or_sigmoid_uses_the_logits(loss_name, activation, layer_name):
+    # As Keras: a Dense or Conv (softmax/sigmoid) output carries its logits,
+    # and both libraries' cross-entropies compute from them. With saturated
     # probabilities the values prove it: from clipped probabilities each
     # sample's loss could not exceed -log(1e-7) = 16.1.
     x, y, units = _saturated_case(loss_name, activation)
+    if layer_name == "Conv1D":  # sequences of one step, kernel size 1
+        x, y = tf.expand_dims(x, 1), tf.expand_dims(y, 1)
     results = {}
     for library in (keras, keras_bp):
         for loss_library in (keras, keras_bp):
             keras.utils.set_random_seed(1)
-            dense = library.layers.Dense(units, activation=activation)
+            if layer_name == "Conv1D":
+                dense = library.layers.Conv1D(units, 1, activation=activation)
+            else:
+                dense = library.layers.Dense(units, activation=activation)
             dense.build(x.shape)
             loss = getattr(loss_library.losses, loss_name)(reduction="none")
             with tf.GradientTape() as tape:

@@ -311,7 +311,8 @@ class _Conv(keras.layers.Layer):
             padding=self._tf_padding(),
             groups=self.groups,
         )
-        self._op = conv_op(self._layout, spec, self.activation, use_bias)
+        fused, self._activation_after = activations.fused_and_after(self.activation)
+        self._op = conv_op(self._layout, spec, fused, use_bias)
 
     def _tf_padding(self):
         if self.padding != "causal":
@@ -348,7 +349,10 @@ class _Conv(keras.layers.Layer):
         weights = [tf.convert_to_tensor(self.kernel)]
         if self.use_bias:
             weights.append(tf.convert_to_tensor(self.bias))
-        return self._op(inputs, *weights)
+        outputs = self._op(inputs, *weights)
+        if self._activation_after is not None:
+            return activations.apply(self._activation_after, outputs)
+        return outputs
 
     def compute_output_shape(self, input_shape):
         input_shape = tuple(input_shape)
@@ -393,7 +397,9 @@ _CONV_DOC = """{rank}-D convolution layer with a hand-derived backward pass.
     then `bias` of shape `(filters,)`) and outputs. The forward and backward
     are `conv_op` (derivation in its docstring and in `conv_forward`,
     `conv_input_grad`, `conv_kernel_grad`); the activation's derivative is
-    fused into the backward. LoRA is not supported.
+    fused into the backward, except softmax's and sigmoid's, which run after
+    it as Keras's do (softmax over the last axis; the output carries its
+    logits for a cross-entropy). LoRA is not supported.
 
     Args:
         filters: Positive integer, number of output channels.

@@ -135,13 +135,8 @@ class Dense(keras.layers.Layer):
         self.bias_constraint = keras.constraints.get(bias_constraint)
         self.input_spec = keras.layers.InputSpec(min_ndim=2)
         self.supports_masking = True
-        # Softmax and sigmoid run as an op of their own after the linear
-        # part, so that their output carries its logits (`_keras_logits`)
-        # for a cross-entropy loss, as Keras's Dense does; every other
-        # activation's derivative is fused into Dense's backward.
-        self._split_activation = self.activation.name in activations._LOGIT_ACTIVATIONS
-        linear = activations.get(None) if self._split_activation else self.activation
-        self._op = _dense_op(linear, use_bias)
+        fused, self._activation_after = activations.fused_and_after(self.activation)
+        self._op = _dense_op(fused, use_bias)
 
     def build(self, input_shape):
         input_dim = input_shape[-1]
@@ -159,8 +154,8 @@ class Dense(keras.layers.Layer):
         if self.use_bias:
             weights.append(tf.convert_to_tensor(self.bias))
         outputs = self._op(inputs, *weights)
-        if self._split_activation:
-            return activations.apply(self.activation, outputs)
+        if self._activation_after is not None:
+            return activations.apply(self._activation_after, outputs)
         return outputs
 
     def compute_output_shape(self, input_shape):
