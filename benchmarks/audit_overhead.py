@@ -1,7 +1,7 @@
 """How much GradientAudit(every=100) slows down `fit` on the MNIST MLP.
 
-    python benchmarks/audit_overhead.py            # 60,000 examples, 3 epochs, 3 pairs of runs
-    python benchmarks/audit_overhead.py --quick    # 10,000 examples, 2 epochs, 3 pairs
+    python benchmarks/audit_overhead.py            # 60,000 examples, 3 epochs, 5 pairs of runs
+    python benchmarks/audit_overhead.py --quick    # 10,000 examples, 2 epochs, 5 pairs
 
 The model is the README's MNIST MLP (Dense(64, relu), Dense(10, softmax),
 categorical cross-entropy, SGD(0.01), batch 32). The data has MNIST's shape:
@@ -18,11 +18,12 @@ tracing its gradient function at the first audit, the audits themselves
 batch of whether an audit is due (the step counter is read only when one is).
 
 Where the audit's time goes (measured on this MLP, 2 cores): the first
-audit, about 0.2 s, is mostly tracing its gradient function (the two passes
-through the model) and the function's first run; each later audit takes
-about 2 ms on its own and 3.5 to 6 ms between training steps (two forward
-and backward passes on the audit batch of 32, about 0.8 ms; the
-per-variable statistics, about 1 ms; turning them into a record), the time
+audit, 0.25 to 0.4 s, is mostly tracing its gradient function (the two
+passes through the model, 0.2 to 0.27 s) and the function's first run;
+each later audit takes about 2.5 ms on its own (the function 1.2 to 1.6 ms:
+two forward and backward passes on the audit batch of 32, about 0.8 ms,
+and the per-variable statistics, about 0.4 ms; then turning them into a
+record on the host) and about twice that between training steps, the time
 of two or three training steps, so every=100 costs 2 to 3% of the steps.
 On a shared machine single pairs of runs swing by tens of percent either
 way; the median over pairs and the hook-time figure are the ones to read.
@@ -193,7 +194,7 @@ def _print(result):
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="10,000 examples, 2 epochs, 3 pairs")
+    parser.add_argument("--quick", action="store_true", help="10,000 examples, 2 epochs, 5 pairs")
     parser.add_argument("--examples", type=int)
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--pairs", type=int)
