@@ -696,7 +696,9 @@ def _compare_all(manual, reference):
     sums, maxes = [], []
     for m, r in zip(manual, reference):
         d = m - r
-        sums.append(tf.stack([tf.reduce_sum(d * d), tf.reduce_sum(r * r), tf.reduce_sum(m * m), tf.reduce_sum(m * r)]))
+        sums.append(
+            tf.stack([tf.reduce_sum(d * d), tf.reduce_sum(r * r), tf.reduce_sum(m * m), tf.reduce_sum(m * r)])
+        )
         # An empty variable's maximum is the lowest float; the floor keeps it at 0.
         maxes.append(tf.maximum(tf.stack([tf.reduce_max(tf.abs(d)), tf.reduce_max(tf.abs(r))]), 0.0))
     return dict(sums=tf.stack(sums), maxes=tf.stack(maxes))
@@ -732,7 +734,9 @@ def _statistics_masked(manual, reference):
         sums.append([d @ d, r @ r, m @ m, m @ r])
         maxes.append([np.max(np.abs(d), initial=0.0), np.max(np.abs(r), initial=0.0)])
         counts.append([np.sum(~finite_m), np.sum(~finite_r), np.sum(finite_m != finite_r)])
-    return _statistics(np.array(sums, np.float64).reshape(-1, 4), np.array(maxes, np.float64).reshape(-1, 2)), np.array(counts)
+    sums = np.array(sums, np.float64).reshape(-1, 4)
+    maxes = np.array(maxes, np.float64).reshape(-1, 2)
+    return _statistics(sums, maxes), np.array(counts)
 
 
 def _write_scalar(tag, value):
