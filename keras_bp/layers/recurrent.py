@@ -15,8 +15,8 @@ Forward
 Backward, with dY the upstream gradient and dstates_T that of the final states
     for t = T-1 .. 0:                   tf.while_loop
         dXP_t, dREC_t, dstates_{t-1} = cell.step_backward(saved_t, dstates_t)
-        dstates_{t-1} += dREC_t @ U^T   (the recurrent path)
-        dx_t = dXP_t @ W^T              (B, D)
+        dstates_{t-1} += dREC_t @ U^T   (the recurrent path; U^T and W^T are
+        dx_t = dXP_t @ W^T              (B, D)    transposed once, before the loop)
         dW += x_t^T dXP_t               (D, k n)
         dU += h_{t-1}^T dREC_t          (n, k n)
         db += sum over B of dXP_t (and of dREC_t for GRU's recurrent bias)
