@@ -82,14 +82,28 @@ def _gates_first(dy, gates):
     return tf.transpose(tf.reshape(dy, (-1, gates, dy.shape[-1] // gates)), (1, 0, 2))
 
 
+def per_gate_once(kernel, mask, gates):
+    """`kernel` as gate_matmul takes it with `mask`, made once outside the loop.
+
+    With a per-gate mask, the gate blocks (k, in, n) (a transposed copy, which
+    would otherwise be made at every step); else the kernel as it is.
+    """
+    if mask is None or mask.shape.rank == 2:
+        return kernel
+    return _per_gate(kernel, gates)
+
+
 def gate_matmul(x, kernel, mask):
-    """y = concat over gates g of (x * mask_g) @ K_g     (B, k n)."""
+    """y = concat over gates g of (x * mask_g) @ K_g     (B, k n).
+
+    kernel: K (in, k n), or with a per-gate mask its blocks from per_gate_once.
+    """
     if mask is None:
         return tf.matmul(x, kernel)
     if mask.shape.rank == 2:
         return tf.matmul(x * mask, kernel)
     # (k, B, in) @ (k, in, n) -> (k, B, n)
-    return _gates_last(tf.matmul(x * mask, _per_gate(kernel, mask.shape[0])))
+    return _gates_last(tf.matmul(x * mask, kernel))
 
 
 def gate_matmul_dx(dy, kernel_t, mask):
@@ -132,7 +146,7 @@ def _slice_mask(mask, start, stop):
 # --- the cells: one step forward and one step backward each --------------------
 #
 # prepare(U) -> what the steps use of the recurrent kernel (U, or its blocks),
-#     computed once outside the loop.
+#     computed once outside the loop (then per_gate_once for per-gate masks).
 # step_forward(xp, states, U, b_rec, rmask) -> (new_states, saved)
 #     xp: the step's input projection x_t @ W + b_in (B, k n); states: tuple of
 #     (B, n), the output h first. saved: a tuple of tensors for the backward,
@@ -285,7 +299,7 @@ class _GRUCell:
     def prepare(self, U):
         if self.reset_after:
             return U
-        n = tf.shape(U)[0]
+        n = U.shape[0]
         return U[:, : 2 * n], U[:, 2 * n :]
 
     def step_forward(self, xp, states, U, b_rec, rmask):
@@ -469,7 +483,7 @@ def rnn_forward(cell, layout, options, *inputs):
 
     def project(t):
         """The step's input projection x_t W + b_in (B, k n)."""
-        xp = gate_matmul(_step_input(x, t, steps, go_backwards), kernel, dmask)
+        xp = gate_matmul(_step_input(x, t, steps, go_backwards), kernel_in, dmask)
         return tf.nn.bias_add(xp, b_in) if b_in is not None else xp
 
     step_mask = None
@@ -479,7 +493,11 @@ def rnn_forward(cell, layout, options, *inputs):
             step_mask = tf.reverse(step_mask, [0])
         mask_ta = tf.TensorArray(tf.bool, size=steps).unstack(step_mask)
 
-    recurrent = cell.prepare(recurrent_kernel)
+    kernel_in = per_gate_once(kernel, dmask, cell.gates)
+    # Each part of U is (n, g n): g gates.
+    recurrent = tf.nest.map_structure(
+        lambda u: per_gate_once(u, rmask, u.shape[-1] // u.shape[0]), cell.prepare(recurrent_kernel)
+    )
 
     def step(t, states, prev_output):
         new_states, saved = cell.step_forward(project(t), states, recurrent, b_rec, rmask)
@@ -554,8 +572,6 @@ def rnn_backward(cell, layout, options, saved, dy, *dfinal_states):
     recurrent_t = tf.nest.map_structure(tf.transpose, cell.prepare(recurrent_kernel))
     kernel_t = tf.transpose(kernel)
 
-    if return_sequences:
-        dy_steps = _time_major(dy)
     if step_mask is not None:
         mask_ta = tf.TensorArray(tf.bool, size=steps).unstack(step_mask)
     dx_ta = tf.TensorArray(x.dtype, size=steps, element_shape=(x.shape[0], x.shape[2]))
@@ -618,13 +634,13 @@ def rnn_backward(cell, layout, options, saved, dy, *dfinal_states):
         if step_mask is not None:
             # A masked step copied the states and (unless zero_output_for_mask)
             # the previous output: their gradients pass straight through it.
-            dout = doutput + dy_steps[t] if return_sequences else doutput
+            dout = doutput + tf.gather(dy, t, axis=1) if return_sequences else doutput
             keep = tf.cast(mask_ta.read(t), x.dtype)
             dnew = (keep * (dstates[0] + dout),) + tuple(keep * d for d in dstates[1:])
             passed = tuple((1 - keep) * d for d in dstates)
             doutput = tf.zeros_like(dout) if zero_output_for_mask else (1 - keep) * dout
         else:
-            dh = dstates[0] + dy_steps[t] if return_sequences else dstates[0]
+            dh = dstates[0] + tf.gather(dy, t, axis=1) if return_sequences else dstates[0]
             dnew = (dh,) + tuple(dstates[1:])
         dxp, du_t, db_rec_t, dprev = cell.step_backward(step_saved, h_prev, dnew, recurrent_t, rmask)
         if step_mask is not None:
