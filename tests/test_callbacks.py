@@ -356,7 +356,7 @@ def _reference_statistics(m, r):
 
 @pytest.mark.parametrize("case", ["finite", "nonfinite"])
 def test_statistics_in_graph_and_on_host_match_a_plain_computation(case):
-    from keras_bp.callbacks import _compare_all, _statistics, _statistics_masked
+    from keras_bp.callbacks import _compare_all, _host_sums, _statistics, _statistics_masked
 
     rng = np.random.RandomState(0)
     shapes = [(4, 3), (5,), (0,), (2, 2), (3,)]
@@ -373,11 +373,15 @@ def test_statistics_in_graph_and_on_host_match_a_plain_computation(case):
         reference[1][3] = np.nan
     out = _compare_all([tf.constant(g) for g in manual], [tf.constant(g) for g in reference])
     out = {key: value.numpy() for key, value in out.items()}
+    sums, maxes = _host_sums(manual, reference)
+    for graph_value, host_value in ((out["sums"], sums), (out["maxes"], maxes)):
+        np.testing.assert_allclose(graph_value, host_value, rtol=1e-12, atol=0)
     finite = np.all(np.isfinite(out["sums"])) and np.all(np.isfinite(out["maxes"]))
-    # The graph's sums reveal the non-finite entries: the audit's test for the host path.
+    # The sums reveal the non-finite entries: the audit's test for the masked path.
     assert finite == (case == "finite")
-    host, counts = _statistics_masked(manual, reference)
-    results = [host] + ([_statistics(out["sums"], out["maxes"])] if finite else [])
+    assert finite == (np.all(np.isfinite(sums)) and np.all(np.isfinite(maxes)))
+    masked, counts = _statistics_masked(manual, reference)
+    results = [masked] + ([_statistics(out["sums"], out["maxes"]), _statistics(sums, maxes)] if finite else [])
     for statistics in results:
         for i in range(len(shapes)):
             expected = _reference_statistics(manual[i], reference[i])
@@ -387,6 +391,37 @@ def test_statistics_in_graph_and_on_host_match_a_plain_computation(case):
         expected_counts[0] = [2, 1, 1]  # only the NaN at [1, 2] is finite in one of them
         expected_counts[1] = [0, 1, 1]
     np.testing.assert_array_equal(counts, expected_counts)
+
+
+@pytest.mark.parametrize("bug", ["scaled", "nan"])
+def test_statistics_in_the_function_and_on_the_host_give_the_same_records(bug, monkeypatch):
+    # Variables in host memory: the sums are taken in NumPy. On an
+    # accelerator: inside the audit's function. Both ways, the same record.
+    import keras_bp.callbacks as callbacks
+
+    x, y = _data()
+    records = {}
+    for on_host in (True, False):
+        monkeypatch.setattr(callbacks, "_on_host", lambda variable, on_host=on_host: on_host)
+        audit = GradientAudit((x[:16], y[:16]), verbose=0, on_mismatch="stop")
+        _fit(_planted_model(bug), audit, x, y)
+        assert ("sums" in audit._function.structured_outputs) != on_host
+        records[on_host] = audit.records[0]
+    host, graph = records[True], records[False]
+    assert host.failed_variables == graph.failed_variables == ["planted/kernel"]
+    for h, g in zip(host.variables, graph.variables):
+        assert (h.manual_nonfinite, h.reference_nonfinite) == (g.manual_nonfinite, g.reference_nonfinite)
+        np.testing.assert_allclose(
+            [h.max_abs_error, h.rel_error, h.cosine], [g.max_abs_error, g.rel_error, g.cosine], rtol=1e-9
+        )
+
+
+def test_variables_on_the_cpu_are_in_host_memory():
+    from keras_bp.callbacks import _on_host
+
+    layer = keras_bp.layers.Dense(2)
+    layer.build((None, 3))
+    assert _on_host(layer.kernel) and _on_host(layer.kernel.value)
 
 
 def test_jit_compile_counts_nonfinite_and_spares_correct_layers():
