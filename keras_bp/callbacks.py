@@ -43,6 +43,7 @@ own NumPy generator, never from a global random state.
 """
 
 import dataclasses
+import functools
 import numbers
 import warnings
 from typing import List, Optional
@@ -732,12 +733,20 @@ def _statistics(sums, maxes):
 
 
 def _host_sums(manual, reference):
-    """`_compare_all` in NumPy: `sums` [n, 4] and `maxes` [n, 2] of float64 arrays."""
+    """`_compare_all` in NumPy: `sums` [n, 4] and `maxes` [n, 2] of float64 arrays.
+
+    NOTE: the dot products are `einsum`, not `@`. NumPy's `@` on long
+    vectors calls OpenBLAS, whose worker threads spin for a while after each
+    call and take a core from the training that resumes meanwhile: measured
+    on the MNIST MLP (2 cores), 1.7 s more CPU time per 1-epoch `fit` with
+    19 audits. `einsum` sums on the calling thread.
+    """
+    dot = functools.partial(np.einsum, "i,i->")
     sums, maxes = [], []
     for m, r in zip(manual, reference):
         m, r = np.ravel(m), np.ravel(r)
         d = m - r
-        sums.append([d @ d, r @ r, m @ m, m @ r])
+        sums.append([dot(d, d), dot(r, r), dot(m, m), dot(m, r)])
         maxes.append([np.max(np.abs(d), initial=0.0), np.max(np.abs(r), initial=0.0)])
     return np.array(sums, np.float64).reshape(-1, 4), np.array(maxes, np.float64).reshape(-1, 2)
 
