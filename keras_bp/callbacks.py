@@ -20,6 +20,9 @@ and compares them per variable:
                     the entries counted, and the errors taken over the
                     entries finite in both, on the host
 
+The sums are taken inside the function on an accelerator (only they come
+back) and in NumPy when every variable is in host memory (fewer ops to trace).
+
 A variable passes when `rel error <= rtol` or `max abs error <= atol`, and its
 non-finite entries sit at the same places in both. With `directions=k`, k
 central differences of the whole loss along random unit directions v in
