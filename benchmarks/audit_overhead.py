@@ -25,12 +25,13 @@ forward and backward passes on the audit batch) and its check after each
 batch of whether an audit is due (the step counter is read only when one is).
 
 Where the audit's time goes (measured on this MLP, 2 cores): the first
-audit, 0.15 to 0.2 s, is mostly tracing its gradient function (the two
-passes through the model, about 0.12 s) and the function's first run (about
-0.03 s); each later audit takes 3 to 3.5 ms between training steps (the
-function about 1.5 ms: two forward and backward passes on the audit batch of
-32; the statistics in NumPy and the record about 1 ms; reading the step
-counter 0.3 ms), so every=100 costs 1 to 2% of the steps.
+audit, 0.15 to 0.3 s, is mostly tracing its gradient function (the two
+passes through the model, about 0.12 s on a quiet machine) and the
+function's first run (about 0.03 s); each later audit takes 3 to 6 ms
+between training steps (the function about 1.5 ms: two forward and backward
+passes on the audit batch of 32; the statistics in NumPy and the record
+about 1 ms; reading the step counter 0.3 ms), one or two training steps'
+time, so every=100 costs 1 to 2% of the steps.
 """
 
 import argparse
