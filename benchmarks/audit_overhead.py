@@ -11,12 +11,13 @@ Runs with and without the audit alternate in one process, each on a fresh
 model with the same seed; the ratio reported is the median of the per-pair
 ratios of `fit` wall time, from the call to the end of training (the last
 callback's `on_train_end`). What comes after that is timed and printed
-apart: `fit` then drops its tf.data iterator, and on this machine that
-teardown now and then blocks for about 4.5 s (the iterator's destructor
-waits for a tf.data background thread; seen with a native stack dump, in
-roughly one `fit` in four, with and without the audit alike), which would
-add a third to a 15 s `fit` at random on either side. The ratio of whole
-calls is printed too. Wall time on a shared virtual machine also swings
+apart: Keras replaces its tf.data iterator at the end of each epoch and
+drops the last one when `fit` returns, and on this machine dropping one
+now and then blocks for about 4.5 s (the iterator's destructor waits for a
+tf.data background thread; seen with a native stack dump, with and without
+the audit alike), which adds a third to a 15 s `fit` at random on either
+side. Those at the epochs' ends stay inside the timed part. The ratio of
+whole calls is printed too. Wall time on a shared virtual machine also swings
 with the host's load, so two steadier figures come last: the ratio of this
 process's CPU time, and 1 + (time spent inside the audit's hooks) / (fit
 time without the audit). Everything the audit costs is inside that time:
