@@ -480,6 +480,11 @@ def rnn_forward(cell, layout, options, *inputs):
     b_in, b_rec = cell.bias_parts(bias) if bias is not None else (None, None)
 
     steps = x.shape[1] if x.shape[1] is not None else tf.shape(x)[1]
+    kernel_in = per_gate_once(kernel, dmask, cell.gates)
+    # Each part of U is (n, g n): g gates.
+    recurrent = tf.nest.map_structure(
+        lambda u: per_gate_once(u, rmask, u.shape[-1] // u.shape[0]), cell.prepare(recurrent_kernel)
+    )
 
     def project(t):
         """The step's input projection x_t W + b_in (B, k n)."""
@@ -493,11 +498,6 @@ def rnn_forward(cell, layout, options, *inputs):
             step_mask = tf.reverse(step_mask, [0])
         mask_ta = tf.TensorArray(tf.bool, size=steps).unstack(step_mask)
 
-    kernel_in = per_gate_once(kernel, dmask, cell.gates)
-    # Each part of U is (n, g n): g gates.
-    recurrent = tf.nest.map_structure(
-        lambda u: per_gate_once(u, rmask, u.shape[-1] // u.shape[0]), cell.prepare(recurrent_kernel)
-    )
 
     def step(t, states, prev_output):
         new_states, saved = cell.step_forward(project(t), states, recurrent, b_rec, rmask)
@@ -631,16 +631,17 @@ def rnn_backward(cell, layout, options, saved, dy, *dfinal_states):
         # new_kept: the kept states after step t.
         step_saved, prev_kept, lists = read_saved(t, lists, new_kept)
         h_prev = prev_kept[0]
+        dy_t = tf.gather(dy, t, axis=1) if return_sequences else None
         if step_mask is not None:
             # A masked step copied the states and (unless zero_output_for_mask)
             # the previous output: their gradients pass straight through it.
-            dout = doutput + tf.gather(dy, t, axis=1) if return_sequences else doutput
+            dout = doutput + dy_t if return_sequences else doutput
             keep = tf.cast(mask_ta.read(t), x.dtype)
             dnew = (keep * (dstates[0] + dout),) + tuple(keep * d for d in dstates[1:])
             passed = tuple((1 - keep) * d for d in dstates)
             doutput = tf.zeros_like(dout) if zero_output_for_mask else (1 - keep) * dout
         else:
-            dh = dstates[0] + tf.gather(dy, t, axis=1) if return_sequences else dstates[0]
+            dh = dstates[0] + dy_t if return_sequences else dstates[0]
             dnew = (dh,) + tuple(dstates[1:])
         dxp, du_t, db_rec_t, dprev = cell.step_backward(step_saved, h_prev, dnew, recurrent_t, rmask)
         if step_mask is not None:
