@@ -11,6 +11,12 @@ output (dL/doutput) and returns one gradient per input (dL/dinput), in input
 order, each with the input's shape, or `None` for an input that is not
 differentiable (integer indices).
 
+Optional inputs are `None`: an op called with `None` in an input position
+(no bias, no mask) passes `None` to `forward` and `backward` in that
+position, keeps it away from `tf.custom_gradient` (which takes tensors only),
+and gives it a `None` gradient. The backward still returns one entry per
+input, `None` for the absent ones, so no op packs optional tensors by hand.
+
 `manual_gradient(forward, backward)` wires such a pair into TensorFlow with
 `tf.custom_gradient`. Inside `with autodiff():` the same op runs `forward`
 alone, so `tf.GradientTape` differentiates the forward math itself: the
@@ -26,6 +32,7 @@ wrong (first-order only) results. Use `autodiff()` for higher derivatives.
 """
 
 import contextlib
+import functools
 import threading
 
 import tensorflow as tf
@@ -74,7 +81,8 @@ def manual_gradient(forward, backward, name=None):
         name: name used in error messages; defaults to `forward.__name__`.
 
     Returns:
-        A function `op(*inputs)` taking positional tensors only.
+        A function `op(*inputs)` taking positional tensors (or `None` for an
+        absent optional input) only.
     """
     op_name = name or getattr(forward, "__name__", "manual_op")
 
@@ -86,28 +94,43 @@ def manual_gradient(forward, backward, name=None):
                 f"{op_name}: manual-gradient ops take positional tensors only, "
                 f"received keyword arguments {sorted(kwargs)}."
             )
-        inputs = tuple(tf.convert_to_tensor(x) for x in inputs)
+        inputs = tuple(None if x is None else tf.convert_to_tensor(x) for x in inputs)
         if autodiff_enabled():
             outputs, _ = forward(*inputs)
             return outputs
-        return _custom(*inputs)
+        present = tuple(i for i, x in enumerate(inputs) if x is not None)
+        return _custom(len(inputs), present)(*[inputs[i] for i in present])
 
-    @tf.custom_gradient
-    def _custom(*inputs):
-        outputs, saved = forward(*inputs)
+    @functools.lru_cache(maxsize=None)
+    def _custom(count, present):
+        """The custom-gradient function for one pattern of present inputs."""
 
-        flat_outputs = tf.nest.flatten(outputs)
+        def with_absent(tensors):
+            # The full input list again, None where an input is absent.
+            full = [None] * count
+            for i, x in zip(present, tensors):
+                full[i] = x
+            return full
 
-        def grad(*upstream):
-            # An output that the loss does not use may get a None upstream.
-            upstream = [
-                tf.zeros_like(y) if dy is None else dy
-                for y, dy in zip(flat_outputs, upstream)
-            ]
-            grads = backward(saved, *upstream)
-            return _validated(op_name, inputs, grads)
+        @tf.custom_gradient
+        def run(*tensors):
+            inputs = with_absent(tensors)
+            outputs, saved = forward(*inputs)
 
-        return outputs, grad
+            flat_outputs = tf.nest.flatten(outputs)
+
+            def grad(*upstream):
+                # An output that the loss does not use may get a None upstream.
+                upstream = [
+                    tf.zeros_like(y) if dy is None else dy
+                    for y, dy in zip(flat_outputs, upstream)
+                ]
+                grads = _validated(op_name, inputs, backward(saved, *upstream))
+                return [grads[i] for i in present]
+
+            return outputs, grad
+
+        return run
 
     op.__name__ = op_name
     op.forward = forward
@@ -128,7 +151,8 @@ def _validated(op_name, inputs, grads):
         )
     checked = []
     for i, (x, g) in enumerate(zip(inputs, grads)):
-        if g is None:
+        if g is None or x is None:
+            # No gradient, or an absent optional input (which gets none).
             checked.append(None)
             continue
         if not _is_float(x):

@@ -136,3 +136,82 @@ def test_other_backend_import_error_says_how_to_switch():
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert result.returncode != 0
     assert "KERAS_BACKEND=tensorflow" in result.stderr
+
+
+def _affine_forward(x, w, b):
+    # b is optional: None means no bias, and forward and backward see None.
+    y = x * w if b is None else x * w + b
+    return y, (x, w, b is None)
+
+
+def _affine_backward(saved, dy):
+    x, w, no_bias = saved
+    db = None if no_bias else tf.reduce_sum(dy, axis=0)
+    return dy * w, tf.reduce_sum(dy * x, axis=0), db
+
+
+affine = keras_bp.manual_gradient(_affine_forward, _affine_backward, name="affine")
+B = tf.constant([0.25, -0.5])
+
+
+def _affine_grads(b, x=X, w=W):
+    with tf.GradientTape() as tape:
+        tape.watch([x, w] + ([] if b is None else [b]))
+        y = affine(x, w, b)
+        loss = tf.reduce_sum(y * y)
+    return y, tape.gradient(loss, [x, w] + ([] if b is None else [b]))
+
+
+@pytest.mark.parametrize("mode", ["eager", "function", "xla"])
+def test_optional_input_none_is_passed_through_and_gets_no_gradient(mode):
+    def run(b):
+        return _affine_grads(b)
+
+    if mode != "eager":
+        run = tf.function(run, jit_compile=mode == "xla")
+    for b in (None, B):
+        y, grads = run(b)
+        with keras_bp.autodiff():
+            y_ref, grads_ref = _affine_grads(b)
+        np.testing.assert_allclose(y, y_ref, rtol=1e-6)
+        assert len(grads) == (2 if b is None else 3)
+        for g, g_ref in zip(grads, grads_ref):
+            np.testing.assert_allclose(g, g_ref, rtol=1e-6)
+    np.testing.assert_allclose(run(None)[0], X * W)
+
+
+def test_optional_input_in_the_middle_and_mixed_precision():
+    seen = []
+
+    def forward(x, mask, w):
+        seen.append(mask is None)
+        y = x * tf.cast(w, x.dtype)
+        return (y if mask is None else y * mask), (x, w, mask)
+
+    def backward(saved, dy):
+        x, w, mask = saved
+        if mask is not None:
+            dy = dy * mask
+        return dy * tf.cast(w, dy.dtype), None, tf.cast(tf.reduce_sum(dy * x, axis=0), tf.float32)
+
+    op = keras_bp.manual_gradient(forward, backward)
+    x = tf.cast(X, "float16")
+    with tf.GradientTape() as tape:
+        tape.watch([x, W])
+        loss = tf.reduce_sum(op(x, None, W))
+    gx, gw = tape.gradient(loss, [x, W])
+    assert seen == [True]
+    assert gx.dtype == tf.float16 and gw.dtype == tf.float32
+    np.testing.assert_allclose(gx, np.broadcast_to(W, (3, 2)), rtol=1e-3)
+    np.testing.assert_allclose(gw, np.sum(X, axis=0), rtol=1e-3)
+
+
+def test_backward_must_return_an_entry_for_an_absent_input():
+    op = keras_bp.manual_gradient(
+        _affine_forward, lambda saved, dy: (dy, tf.reduce_sum(dy, axis=0)), name="affine"
+    )
+    with tf.GradientTape() as tape:
+        tape.watch(X)
+        y = op(X, W, None)
+    with pytest.raises(ValueError, match=r"returned 2 gradient\(s\) for 3 input\(s\)"):
+        tape.gradient(y, X)
