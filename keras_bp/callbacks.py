@@ -46,7 +46,6 @@ own NumPy generator, never from a global random state.
 """
 
 import dataclasses
-import functools
 import numbers
 import warnings
 from typing import List, Optional
@@ -56,6 +55,17 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
+from keras_bp.audit import verdict
+from keras_bp.audit.float64 import float64_compute
+from keras_bp.audit.statistics import (  # noqa: F401 (the statistics' tests import them from here)
+    _compare_all,
+    _host_sums,
+    _statistics,
+    _statistics_masked,
+    compare,
+    compare_sums,
+    distance,
+)
 from keras_bp.core import autodiff
 from keras_bp.gradcheck import GradientCheckError
 
@@ -66,17 +76,6 @@ __all__ = [
     "GradientAuditError",
     "VariableAudit",
 ]
-
-# Default tolerances by compute dtype. float32: manual and autodiff differ
-# only by summation order (relative ~1e-6); the tightest planted bug we must
-# catch is a 1% scaling. 16-bit compute rounds every intermediate to ~1e-3
-# (float16) or ~1e-2 (bfloat16) relative, in a different order in each pass.
-_DEFAULT_TOLERANCES = {
-    "float32": (1e-3, 1e-6),
-    "float64": (1e-6, 1e-10),
-    "float16": (5e-2, 1e-3),
-    "bfloat16": (2e-1, 1e-2),
-}
 
 # Finite differences: (step sizes, tolerance relative to the slope) by
 # compute dtype. NOTE: the loss is evaluated in the compute dtype, so the
@@ -92,9 +91,9 @@ _DIRECTION_SETTINGS = {
     "bfloat16": ((1.0, 0.1), 5e-1),
 }
 
-_MACHINE_EPS = {"float32": 2.0**-23, "float64": 2.0**-52, "float16": 2.0**-10, "bfloat16": 2.0**-7}
 
 _ON_MISMATCH = ("warn", "raise", "stop")
+_REFERENCES = ("auto", "float64")
 
 
 class GradientAuditError(GradientCheckError):
@@ -103,7 +102,14 @@ class GradientAuditError(GradientCheckError):
 
 @dataclasses.dataclass
 class VariableAudit:
-    """One trainable variable's comparison at one audit."""
+    """One trainable variable's comparison at one audit.
+
+    `max_abs_error`, `rel_error` and `cosine` are those of the comparison
+    that decided: the compute dtype's, or the float64 check's when it ran
+    (`AuditRecord.checked_in_float64`). `compute_rel_error` is always the
+    compute dtype's; the two rounding errors, with the float64 check only,
+    are each compute-dtype gradient's distance from the float64 one, relative.
+    """
 
     path: str  # e.g. "dense_1/kernel"
     layer: str  # the name of the layer that owns it
@@ -114,6 +120,9 @@ class VariableAudit:
     manual_nonfinite: int
     reference_nonfinite: int
     passed: bool
+    compute_rel_error: float = 0.0
+    manual_rounding_error: Optional[float] = None  # ||g_manual32 - g64|| / ||g64||
+    reference_rounding_error: Optional[float] = None  # ||g_ref32 - g64|| / ||g64||
 
 
 @dataclasses.dataclass
@@ -140,11 +149,16 @@ class AuditRecord:
     max_rel_error: float
     loss: float
     culprit: Optional[str] = None  # the first disagreeing layer, going back from the loss
-    culprit_next: Optional[str] = None  # the layer after it (its input gradient is the other suspect)
+    culprit_next: Optional[str] = None  # the next layer with weights after it (its input gradient is the other suspect)
     earlier_layers_agree: bool = False  # layers with weights before the culprit exist and all agree
     directions: List[DirectionCheck] = dataclasses.field(default_factory=list)
-    rtol: float = 0.0
-    atol: float = 0.0
+    rtol: float = 0.0  # the compute dtype's tolerances
+    atol: float = 0.0  # relative to the model's gradient norm
+    checked_in_float64: bool = False  # the float64 check ran and decided
+    float64_rtol: float = 0.0
+    float64_atol: float = 0.0
+    note: Optional[str] = None  # why the float64 check could not run, if it could not
+    next_layers: List[str] = dataclasses.field(default_factory=list)  # every layer with weights its outputs reach first
 
     @property
     def failed_directions(self):
@@ -152,17 +166,25 @@ class AuditRecord:
 
     def __str__(self):
         failed = len(self.failed_variables)
+        if self.checked_in_float64:
+            tolerance = (
+                f"checked in float64: rtol={self.float64_rtol:g}, atol={self.float64_atol:g} "
+                "x gradient norm"
+            )
+        else:
+            tolerance = f"rtol={self.rtol:g}, atol={self.atol:g} x gradient norm"
         head = (
             f"GradientAudit at step {self.step}: "
             + ("passed" if self.passed else "MISMATCH")
             + f", {failed} of {len(self.variables)} variables disagree with autodiff "
-            f"(rtol={self.rtol:g}, atol={self.atol:g}), loss={self.loss:.6g}"
+            f"({tolerance}), loss={self.loss:.6g}"
         )
         width = max([len("variable")] + [len(v.path) for v in self.variables])
+        extra = f"  {'compute rel':>11}" if self.checked_in_float64 else ""
         lines = [
             head,
             f"    {'variable':<{width}}  {'max abs err':>11}  {'rel err':>9}  "
-            f"{'cosine':>9}  non-finite (manual/ref)",
+            f"{'cosine':>9}{extra}  non-finite (manual/ref)",
         ]
         # Disagreeing variables first, then the rest, each in audit order.
         shown = [v for v in self.variables if not v.passed] + [
@@ -170,11 +192,19 @@ class AuditRecord:
         ]
         for v in shown:
             mark = "  " if v.passed else "x "
+            extra = f"  {v.compute_rel_error:>11.2e}" if self.checked_in_float64 else ""
             lines.append(
                 f"  {mark}{v.path:<{width}}  {v.max_abs_error:>11.3e}  "
-                f"{v.rel_error:>9.2e}  {v.cosine:>9.6f}  "
+                f"{v.rel_error:>9.2e}  {v.cosine:>9.6f}{extra}  "
                 f"{v.manual_nonfinite}/{v.reference_nonfinite}"
             )
+        if self.checked_in_float64:
+            lines.append(
+                "  (rel err: float64 manual against float64 autodiff; compute rel: the same "
+                f"in the compute dtype, whose round-off rtol={self.rtol:g} may not cover)"
+            )
+        if self.note:
+            lines.append(f"  note: {self.note}")
         for i, d in enumerate(self.directions):
             mark = "  " if d.passed else "x "
             lines.append(
@@ -191,10 +221,13 @@ class AuditRecord:
             )
         elif self.culprit is not None:
             suspect = f"the backward of layer '{self.culprit}'"
-            if self.culprit_next is not None:
+            nexts = self.next_layers or ([self.culprit_next] if self.culprit_next else [])
+            if nexts:
+                named = " or ".join(f"'{name}'" for name in nexts)
                 suspect += (
-                    f" (or the input gradient of layer '{self.culprit_next}', "
-                    "the next layer towards the loss)"
+                    f" (or the input gradient of layer {named}, the next layer"
+                    + ("s" if len(nexts) > 1 else "")
+                    + " with weights towards the loss, or of a layer without weights between)"
                 )
             lines.append(
                 f"likely culprit: {suspect}; layers before it may only inherit "
@@ -226,13 +259,25 @@ class GradientAudit(keras.callbacks.Callback):
         every: Audit every this many optimizer steps (counted with
             `optimizer.iterations`, so `steps_per_execution > 1` works: the
             audit runs at the first batch end at or after each multiple).
-        rtol: Relative tolerance on ||g_manual - g_ref|| / ||g_ref||.
+        rtol: Relative tolerance of the compute-dtype comparison: a variable
+            passes when ||g_manual - g_ref|| <= rtol ||g_ref|| + atol S.
             `None`: by compute dtype, 1e-3 for float32, 5e-2 for float16,
             0.2 for bfloat16.
-        atol: Absolute tolerance on max |g_manual - g_ref|, scaled by the
-            largest reference gradient entry when that exceeds 1 (for
-            gradients that cancel to almost zero). `None`: 1e-6 for float32,
-            1e-3 for float16, 1e-2 for bfloat16.
+        atol: Absolute tolerance relative to S, the model's gradient norm
+            (||g_ref|| of all variables together), so that a variable whose
+            exact gradient is zero (a bias before BatchNormalization) is
+            judged against the scale of the round-off around it. `None`:
+            1e-6 for float32, 1e-3 for float16, 1e-2 for bfloat16.
+        reference: `"auto"`: where every variable agrees in the compute
+            dtype, that verdict stands; where one disagrees beyond that
+            dtype's round-off, both passes run again in float64 on the same
+            batch (one more trace, at that audit; cost in docs/audit.md) and
+            the float64 check judges every variable (rtol 1e-6, atol 1e-12
+            S), also asking that the manual compute-dtype gradient be as
+            close to the float64 one as autodiff's (see
+            `keras_bp.audit.verdict`). A model that cannot run in float64
+            keeps the compute-dtype verdict, with a note in the record.
+            `"float64"`: the float64 check at every audit.
         directions: Number of random unit directions for central
             finite-difference checks of the whole loss (0: none); each costs
             four forward passes. A coarse check of the loss's slope (see
@@ -257,6 +302,7 @@ class GradientAudit(keras.callbacks.Callback):
         every=100,
         rtol=None,
         atol=None,
+        reference="auto",
         directions=0,
         on_mismatch="warn",
         log_dir=None,
@@ -283,6 +329,10 @@ class GradientAudit(keras.callbacks.Callback):
                     f"{name} must be None or a non-negative number, received: "
                     f"{name}={value!r}"
                 )
+        if reference not in _REFERENCES:
+            raise ValueError(
+                f"reference must be one of {_REFERENCES}, received: reference={reference!r}"
+            )
         if on_mismatch not in _ON_MISMATCH:
             raise ValueError(
                 f"on_mismatch must be one of {_ON_MISMATCH}, received: "
@@ -291,6 +341,7 @@ class GradientAudit(keras.callbacks.Callback):
         self.every = int(every)
         self.rtol = rtol
         self.atol = atol
+        self.reference = reference
         self.directions = int(directions)
         self.on_mismatch = on_mismatch
         self.log_dir = log_dir
@@ -301,6 +352,8 @@ class GradientAudit(keras.callbacks.Callback):
         self._function = None
         self._function_key = None
         self._trace_count = 0
+        self._function64 = None
+        self._float64_unavailable = None
         self._writer = None
         self._last_audited = -1
         self._epoch_start = 0
@@ -406,7 +459,7 @@ class GradientAudit(keras.callbacks.Callback):
             key: value if key in ("manual", "reference") else value.numpy()
             for key, value in out.items()
         }
-        record = self._record(step, out)
+        record = self._record(step, out, batch)
         self.records.append(record)
         self._epoch_records.append(record)
         self._report(record)
@@ -432,6 +485,9 @@ class GradientAudit(keras.callbacks.Callback):
             raise ValueError("GradientAudit: the model has no trainable variables to audit.")
         self._paths = [_relative_path(model, v) for v in self._variables]
         self._owner, self._layer_order = _layer_order(model, self._variables)
+        self._layers_by_name = {
+            layer.name: layer for layer in model._flatten_layers(include_self=False, recursive=True)
+        }
         # Everything a forward pass may write: BatchNormalization moving
         # statistics, seed-generator states, metric accumulators (compiled
         # losses may track per-output losses).
@@ -443,13 +499,16 @@ class GradientAudit(keras.callbacks.Callback):
                 state.append(v)
         self._state = state
         dtype = _compute_dtype(model)
-        rtol, atol = _DEFAULT_TOLERANCES.get(dtype, _DEFAULT_TOLERANCES["float32"])
+        self._compute_dtype = dtype
+        self._function64 = None
+        self._float64_unavailable = None
+        rtol, atol = verdict.tolerances(dtype)
         self._rtol = rtol if self.rtol is None else float(self.rtol)
         self._atol = atol if self.atol is None else float(self.atol)
         self._eps, self._direction_rtol = _DIRECTION_SETTINGS.get(
             dtype, _DIRECTION_SETTINGS["float32"]
         )
-        self._loss_eps = _MACHINE_EPS.get(dtype, _MACHINE_EPS["float32"])
+        self._loss_eps = verdict.unit_roundoff(dtype)
         # Where the statistics are taken: with every variable in host memory
         # the gradients are read as they are and summed in NumPy, which keeps
         # about a third of the ops out of the function (less to trace and to
@@ -553,42 +612,86 @@ class GradientAudit(keras.callbacks.Callback):
             v.assign(w)
         return {key: tf.stack(values) for key, values in results.items()}
 
-    def _record(self, step, out):
-        if "sums" in out:
-            sums, maxes = out["sums"], out["maxes"]
+    def _record(self, step, out, batch):
+        if "sums" in out and np.all(np.isfinite(out["sums"])) and np.all(np.isfinite(out["maxes"])):
+            compute = compare_sums(out["sums"], out["maxes"])
         else:
-            sums, maxes = _host_sums(
-                [g.numpy() for g in out["manual"]], [g.numpy() for g in out["reference"]]
-            )
-        if np.all(np.isfinite(sums)) and np.all(np.isfinite(maxes)):
-            statistics = _statistics(sums, maxes)
-            nonfinite = np.zeros([len(self._variables), 3], np.int64)
+            # On the host, or some gradient has a NaN or Inf (the rare case,
+            # counted entry by entry on the host).
+            compute = compare(*self._host_gradients(out))
+        passed = verdict.within(compute, self._rtol, self._atol)
+        exact, note = None, None
+        if self._compute_dtype != "float64" and (
+            self.reference == "float64"
+            # A finite disagreement may be the compute dtype's round-off; a
+            # non-finite one is not, and float64 would not excuse it.
+            or np.any(~passed & ~compute.nonfinite_mismatch)
+        ):
+            exact, note = self._float64_check(batch, out)
+        rtol64, atol64 = verdict.tolerances("float64")
+        floor = 0.0
+        if exact is None:
+            decided, rtol, atol = compute, self._rtol, self._atol
+            rounding = [(None, None)] * len(self._variables)
         else:
-            # Some gradient has a NaN or Inf: the rare case, counted on the host.
-            statistics, nonfinite = _statistics_masked(
-                [g.numpy() for g in out["manual"]], [g.numpy() for g in out["reference"]]
+            float64, manual_error, reference_error = exact
+            floor = verdict.float64_floor(reference_error, self._compute_dtype)
+            passed = (
+                ~compute.nonfinite_mismatch
+                & verdict.within(float64, rtol64, atol64, floor)
+                & verdict.as_accurate(manual_error, reference_error, float64, self._rtol, self._atol)
             )
-        max_abs_errors, rel_errors, cosines, ref_max_abs = statistics
-        atol = self._atol * max(1.0, float(np.max(ref_max_abs)))
+            decided, rtol, atol = float64, rtol64, atol64
+            norm = np.where(float64.norm_reference > 0, float64.norm_reference, 1.0)
+            rounding = list(zip(manual_error / norm, reference_error / norm))
         variables = []
         for i, v in enumerate(self._variables):
-            max_abs = float(max_abs_errors[i])
-            rel = float(rel_errors[i])
-            manual_nonfinite, reference_nonfinite, nonfinite_mismatch = nonfinite[i]
-            passed = nonfinite_mismatch == 0 and (rel <= self._rtol or max_abs <= atol)
+            manual_nonfinite, reference_nonfinite, _ = compute.nonfinite[i]
             variables.append(
                 VariableAudit(
                     path=self._paths[i],
                     layer=self._owner[i],
                     shape=tuple(v.shape),
-                    max_abs_error=max_abs,
-                    rel_error=rel,
-                    cosine=float(cosines[i]),
+                    max_abs_error=float(decided.max_abs_error[i]),
+                    rel_error=float(decided.rel_error[i]),
+                    cosine=float(decided.cosine[i]),
                     manual_nonfinite=int(manual_nonfinite),
                     reference_nonfinite=int(reference_nonfinite),
-                    passed=bool(passed),
+                    passed=bool(passed[i]),
+                    compute_rel_error=float(compute.rel_error[i]),
+                    manual_rounding_error=_float_or_none(rounding[i][0]),
+                    reference_rounding_error=_float_or_none(rounding[i][1]),
                 )
             )
+        directions = self._directions(out, self._atol * compute.scale)
+        failed = [v.path for v in variables if not v.passed]
+        culprit, next_layers, earlier_agree = self._culprit(variables)
+        return AuditRecord(
+            step=step,
+            passed=not failed and all(d.passed for d in directions),
+            failed_variables=failed,
+            variables=variables,
+            max_rel_error=float(np.max(verdict.scaled_rel_error(decided, rtol, atol, floor))),
+            loss=float(out["loss"]),
+            culprit=culprit,
+            culprit_next=next_layers[0] if next_layers else None,
+            next_layers=next_layers,
+            earlier_layers_agree=earlier_agree,
+            directions=directions,
+            rtol=self._rtol,
+            atol=self._atol,
+            checked_in_float64=exact is not None,
+            float64_rtol=rtol64,
+            float64_atol=atol64,
+            note=note,
+        )
+
+    def _host_gradients(self, out):
+        if "host" not in out:
+            out["host"] = ([g.numpy() for g in out["manual"]], [g.numpy() for g in out["reference"]])
+        return out["host"]
+
+    def _directions(self, out, atol):
         directions = []
         for k in range(self.directions):
             # A direction passes if the slope agrees at any step size: a
@@ -616,29 +719,60 @@ class GradientAudit(keras.callbacks.Callback):
                     )
                 )
             directions.append(min(candidates, key=lambda d: d.error / d.tolerance))
-        failed = [v.path for v in variables if not v.passed]
-        culprit, culprit_next, earlier_agree = self._culprit(variables)
-        finite_rel = [v.rel_error for v in variables]
-        return AuditRecord(
-            step=step,
-            passed=not failed and all(d.passed for d in directions),
-            failed_variables=failed,
-            variables=variables,
-            max_rel_error=float(max(finite_rel)),
-            loss=float(out["loss"]),
-            culprit=culprit,
-            culprit_next=culprit_next,
-            earlier_layers_agree=earlier_agree,
-            directions=directions,
-            rtol=self._rtol,
-            atol=atol,
-        )
+        return directions
+
+    # --- The float64 check ---------------------------------------------------
+
+    def _float64_check(self, batch, out):
+        """((float64 Comparison, ||m32 - g64||, ||r32 - g64||), note), or (None, note) where it cannot run."""
+        if self._function64 is None and self._float64_unavailable is None:
+            try:
+                with float64_compute(self.model):
+                    self._function64 = tf.function(
+                        self._gradients64,
+                        input_signature=[self._data.spec],
+                        jit_compile=bool(self.model.jit_compile),
+                        autograph=False,
+                    ).get_concrete_function()
+            except Exception as error:  # noqa: BLE001 (any layer may refuse float64)
+                if self.reference == "float64":
+                    raise ValueError(
+                        "GradientAudit(reference='float64'): the model cannot run in float64: "
+                        f"{type(error).__name__}: {error}"
+                    ) from error
+                self._float64_unavailable = (
+                    "the float64 check could not run (the model does not trace in float64: "
+                    f"{type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else ''}); "
+                    "the verdict is the compute dtype's"
+                )
+        if self._function64 is None:
+            return None, self._float64_unavailable
+        result = self._function64(batch)
+        manual64 = [g.numpy() for g in result["manual"]]
+        reference64 = [g.numpy() for g in result["reference"]]
+        manual32, reference32 = self._host_gradients(out)
+        return (
+            compare(manual64, reference64),
+            distance(manual32, reference64),
+            distance(reference32, reference64),
+        ), None
+
+    def _gradients64(self, batch):
+        """Traced once, inside `float64_compute`: both passes with every computation in float64."""
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(batch)
+        state = [tf.identity(v.value) for v in self._state]
+        _, manual = self._loss_and_gradients(x, y, sample_weight)
+        self._restore(state)
+        with autodiff():
+            _, reference = self._loss_and_gradients(x, y, sample_weight)
+        self._restore(state)
+        return dict(manual=manual, reference=reference)
 
     def _culprit(self, variables):
-        """(culprit, the layer after it, whether layers with weights before it all agree)."""
+        """(culprit, the next layers with weights after it, whether layers with weights before it all agree)."""
         failing_layers = {v.layer for v in variables if not v.passed}
         if not failing_layers:
-            return None, None, False
+            return None, [], False
         # Going backward from the loss: the last layer first.
         backward = list(reversed(self._layer_order))
         for i, layer in enumerate(backward):
@@ -646,10 +780,45 @@ class GradientAudit(keras.callbacks.Callback):
                 before = {v.layer for v in variables} & set(backward[i + 1:])
                 return (
                     layer,
-                    backward[i - 1] if i > 0 else None,
+                    self._next_with_weights(layer, backward[:i]),
                     bool(before) and not (before & failing_layers),
                 )
-        return None, None, False
+        return None, [], False
+
+    def _next_with_weights(self, name, later):
+        """The first layers with trainable variables that the culprit's outputs reach.
+
+        In a functional graph the culprit's consumers are followed through
+        layers without weights (activations, merges, padding), so a branching
+        model (ResNet's shortcuts) names the layer that really reads its
+        output, not the next one in the flattened order. Without a graph
+        (subclassed models), the next layer with weights in that order.
+        """
+        with_weights = set(self._owner)
+        by_name = self._layers_by_name
+        start = by_name.get(name)
+        reached = []
+        frontier = [start] if start is not None else []
+        seen = set()
+        while frontier:
+            layer = frontier.pop()
+            for node in getattr(layer, "_outbound_nodes", None) or []:
+                consumer = node.operation
+                if id(consumer) in seen or consumer.name not in by_name:
+                    continue
+                seen.add(id(consumer))
+                if consumer.name in with_weights:
+                    reached.append(consumer.name)
+                else:
+                    frontier.append(consumer)
+        if reached:
+            # A layer whose output feeds several (ResNet's shortcut and
+            # branch): each one's input gradient is a suspect.
+            return sorted(set(reached), key=self._layer_order.index)
+        for candidate in reversed(later):
+            if candidate in with_weights:
+                return [candidate]
+        return []
 
     def _report(self, record):
         if self._writer is not None:
@@ -691,85 +860,8 @@ class GradientAudit(keras.callbacks.Callback):
         warnings.warn(str(record), stacklevel=2)
 
 
-def _compare_all(manual, reference):
-    """Per-variable sums and maxima of the two gradients, in float64.
-
-    With m and r one variable's manual and reference gradients and d = m - r,
-    returns `sums` [n, 4]: ||d||^2, ||r||^2, ||m||^2, <m, r> for each of the
-    n variables, and `maxes` [n, 2]: max |d|, max |r|. `_statistics` turns
-    them into errors and cosines on the host. `_host_sums` is the same in
-    NumPy, for variables in host memory.
-
-    NOTE: plain reductions of each variable's products. Measured on the MNIST
-    MLP's four variables (2 cores): 0.4 ms, against 1.3 to 1.5 ms for one
-    Gram matrix of the rows (d, r, m) per variable (a 3 x N by N x 3 product
-    is a slow shape for the CPU's matrix kernels), and segment sums over the
-    whole vector were slower still (a single-threaded scatter).
-
-    Non-finite entries (trap 8: plain reductions, which XLA keeps) make the
-    sums non-finite; only then does `_statistics_masked` count them and
-    compare the finite entries, on the host.
-    """
-    sums, maxes = [], []
-    for m, r in zip(manual, reference):
-        d = m - r
-        sums.append(
-            tf.stack([tf.reduce_sum(d * d), tf.reduce_sum(r * r), tf.reduce_sum(m * m), tf.reduce_sum(m * r)])
-        )
-        # An empty variable's maximum is the lowest float; the floor keeps it at 0.
-        maxes.append(tf.maximum(tf.stack([tf.reduce_max(tf.abs(d)), tf.reduce_max(tf.abs(r))]), 0.0))
-    return dict(sums=tf.stack(sums), maxes=tf.stack(maxes))
-
-
-def _statistics(sums, maxes):
-    """Per variable: max abs error, rel error, cosine, max |g_ref| (from `_compare_all`)."""
-    norm_d, norm_r, norm_m = (np.sqrt(sums[:, i]) for i in range(3))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rel = np.where(norm_r > 0, norm_d / norm_r, np.where(norm_d > 0, np.inf, 0.0))
-        denom = norm_m * norm_r
-        cosine = np.where(
-            denom > 0,
-            sums[:, 3] / denom,
-            np.where((norm_m == 0) & (norm_r == 0), 1.0, 0.0),
-        )
-    return maxes[:, 0], rel, cosine, maxes[:, 1]
-
-
-def _host_sums(manual, reference):
-    """`_compare_all` in NumPy: `sums` [n, 4] and `maxes` [n, 2] of float64 arrays.
-
-    NOTE: the dot products are `einsum`, not `@`. NumPy's `@` on long
-    vectors calls OpenBLAS, whose worker threads spin for a while after each
-    call and take a core from the training that resumes meanwhile: measured
-    on the MNIST MLP (2 cores), 1.3 s more CPU time per 1-epoch `fit` with
-    19 audits than with `einsum` (means of six runs each, 8.1 against
-    6.8 s). `einsum` sums on the calling thread.
-    """
-    dot = functools.partial(np.einsum, "i,i->")
-    sums, maxes = [], []
-    for m, r in zip(manual, reference):
-        m, r = np.ravel(m), np.ravel(r)
-        d = m - r
-        sums.append([dot(d, d), dot(r, r), dot(m, m), dot(m, r)])
-        maxes.append([np.max(np.abs(d), initial=0.0), np.max(np.abs(r), initial=0.0)])
-    return np.array(sums, np.float64).reshape(-1, 4), np.array(maxes, np.float64).reshape(-1, 2)
-
-
-def _statistics_masked(manual, reference):
-    """`_statistics` over the entries finite in both, plus non-finite counts [n, 3].
-
-    The counts per variable: non-finite entries of the manual gradient, of
-    the reference, and places where only one of the two is finite.
-    """
-    masked_m, masked_r, counts = [], [], []
-    for m, r in zip(manual, reference):
-        m, r = np.ravel(m), np.ravel(r)
-        finite_m, finite_r = np.isfinite(m), np.isfinite(r)
-        both = finite_m & finite_r
-        masked_m.append(np.where(both, m, 0.0))
-        masked_r.append(np.where(both, r, 0.0))
-        counts.append([np.sum(~finite_m), np.sum(~finite_r), np.sum(finite_m != finite_r)])
-    return _statistics(*_host_sums(masked_m, masked_r)), np.array(counts)
+def _float_or_none(value):
+    return None if value is None else float(value)
 
 
 def _write_scalar(tag, value):

@@ -563,3 +563,201 @@ def test_mirrored_strategy_in_subprocess():
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "AUDITS 5 1" in result.stdout
+
+
+# --- The verdict on deep, ill-conditioned models --------------------------------
+
+
+def _deep_bn_model(offset, seed=0):
+    """stem -> [a -> b] + [shortcut] -> head: convolutions with biases before BatchNormalization.
+
+    `offset` initializes those biases: every BatchNormalization then
+    normalizes values near `offset` with a variance near 1, which costs
+    float32 about log10(offset) digits in both passes (the ill-conditioning
+    of a deep network at initialization, made small), and leaves each bias
+    an exact gradient of zero.
+    """
+    keras.utils.set_random_seed(seed)
+    layers = keras_bp.layers
+    bias = keras.initializers.Constant(offset)
+
+    def conv_bn(h, name):
+        h = layers.Conv2D(6, 3, padding="same", bias_initializer=bias, name=name)(h)
+        return layers.BatchNormalization(name=name + "_bn")(h)
+
+    inputs = keras.Input((6, 6, 3))
+    h = layers.Activation("relu", name="stem_relu")(conv_bn(inputs, "stem"))
+    branch = conv_bn(layers.Activation("relu")(conv_bn(h, "a")), "b")
+    h = layers.Activation("relu")(keras.layers.Add()([branch, conv_bn(h, "shortcut")]))
+    h = layers.GlobalAveragePooling2D()(h)
+    model = keras.Model(inputs, layers.Dense(4, activation="softmax", name="head")(h))
+    model.compile(keras_bp.optimizers.SGD(1e-3), keras_bp.losses.CategoricalCrossentropy())
+    return model
+
+
+def _images(n=8, seed=0):
+    rng = np.random.RandomState(seed)
+    x = rng.rand(n, 6, 6, 3).astype("float32")
+    return x, keras.utils.to_categorical(rng.randint(0, 4, n), 4).astype("float32")
+
+
+def test_float32_round_off_of_an_ill_conditioned_model_is_no_false_alarm():
+    x, y = _images()
+    audit = GradientAudit((x[:4], y[:4]), every=1, verbose=0, on_mismatch="raise")
+    _fit(_deep_bn_model(1e4), audit, x, y, batch_size=4)
+    assert len(audit.records) == 3
+    for record in audit.records:
+        stats = {v.path: v for v in record.variables}
+        # Float32 alone cannot tell these from a bug: 1e-2 and more.
+        assert max(stats[p].compute_rel_error for p in ("stem/kernel", "a/kernel", "b_bn/gamma")) > 1e-2
+        # Biases before BatchNormalization: exact gradient zero, round-off in both passes.
+        assert stats["a/bias"].compute_rel_error > 1.0
+        assert record.checked_in_float64 and record.passed
+        assert record.max_rel_error < 1e-6
+        assert all(v.manual_rounding_error is not None for v in record.variables)
+    assert "checked in float64" in str(audit.records[0])
+
+
+@pytest.mark.parametrize(
+    "layer, position, factor, op",
+    [("a", 1, 1.01, "_op"), ("a_bn", 1, 1.01, "_train_op"), ("b", 0, 0.99, "_op"), ("a", 0, 0.99, "_op")],
+)
+def test_one_percent_bugs_are_caught_under_ten_percent_float32_noise(layer, position, factor, op):
+    from keras_bp.audit.planted import plant_gradient_bug
+
+    x, y = _images()
+    model = _deep_bn_model(1e4)
+    plant_gradient_bug(model.get_layer(layer), position=position, factor=factor, op=op)
+    audit = GradientAudit((x[:4], y[:4]), every=1000, verbose=0, on_mismatch="stop")
+    _fit(model, audit, x[:4], y[:4], batch_size=4)
+    record = audit.records[0]
+    assert not record.passed and record.checked_in_float64
+    failed_layers = {v.layer for v in record.variables if not v.passed}
+    if position:
+        # The planted weight gradient is wrong, every layer before it is right.
+        assert record.culprit == layer and record.earlier_layers_agree
+        assert failed_layers == {layer}
+        (wrong,) = [v for v in record.variables if not v.passed]
+        np.testing.assert_allclose(wrong.rel_error, factor - 1, rtol=1e-4)
+    else:
+        # A wrong input gradient shows in the layers before it; the layer
+        # itself is the other suspect. "a" reads the stem's output, which
+        # the shortcut reads too: both are named.
+        assert layer not in failed_layers
+        expected = {"b": ("a_bn", ["b"]), "a": ("stem_bn", ["a", "shortcut"])}[layer]
+        assert (record.culprit, record.next_layers) == expected
+        assert record.culprit_next == expected[1][0]
+        assert all(f"'{name}'" in str(record) for name in expected[1])
+
+
+def test_reference_float64_checks_every_audit():
+    x, y = _images()
+    audit = GradientAudit((x[:4], y[:4]), every=1, verbose=0, reference="float64", on_mismatch="raise")
+    _fit(_deep_bn_model(0.0), audit, x, y, batch_size=4)
+    assert all(r.checked_in_float64 and r.passed for r in audit.records)
+    # Well conditioned: float32 agrees too, and so do the rounding errors.
+    assert max(v.compute_rel_error for v in audit.records[0].variables if v.path in ("a/kernel", "head/kernel")) < 1e-4
+    with pytest.raises(ValueError, match="reference must be one of .*received: reference='exact'"):
+        GradientAudit((x, y), reference="exact")
+
+
+class Float32Only(keras.layers.Layer):
+    """A user layer that computes in float32 whatever its dtype policy says."""
+
+    def call(self, x):
+        return x * tf.constant(2.0, tf.float32)
+
+
+def test_a_model_that_cannot_run_in_float64_keeps_the_compute_verdict():
+    x, y = _data()
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((6,))
+    h = Float32Only()(keras_bp.layers.Dense(8, activation="tanh", name="first")(inputs))
+    h = TanhDense(5, bug="scaled", name="planted")(h)
+    model = keras.Model(inputs, keras_bp.layers.Dense(3, activation="softmax", name="last")(h))
+    model.compile(keras.optimizers.SGD(0.05), keras_bp.losses.CategoricalCrossentropy())
+    audit = GradientAudit((x[:16], y[:16]), verbose=0, on_mismatch="stop")
+    _fit(model, audit, x, y)
+    record = audit.records[0]
+    assert record.failed_variables == ["planted/kernel"] and not record.checked_in_float64
+    assert "float64 check could not run" in record.note and "float64 check could not run" in str(record)
+    model = keras.Model(inputs, model.outputs)
+    model.compile(keras.optimizers.SGD(0.05), keras_bp.losses.CategoricalCrossentropy())
+    with pytest.raises(ValueError, match="reference='float64'.*cannot run in float64"):
+        _fit(model, GradientAudit((x[:16], y[:16]), verbose=0, reference="float64"), x, y)
+
+
+def _lossy_forward(x, w):
+    return x * w, (x, w)
+
+
+def _lossy_backward(saved, dy):
+    x, w = saved
+    # Right in exact arithmetic; in float32 the round trip through 1e4 keeps
+    # ~3 digits of dy * w (float64 keeps ~12).
+    dx = tf.exp(tf.math.log(1e4 + dy * w)) - 1e4
+    return dx, tf.reduce_sum(dy * x, axis=0)
+
+
+class LossyScale(keras.layers.Layer):
+    def build(self, input_shape):
+        self.w = self.add_weight(name="w", shape=(input_shape[-1],), initializer="ones")
+
+    def call(self, x):
+        return keras_bp.manual_gradient(_lossy_forward, _lossy_backward)(x, tf.convert_to_tensor(self.w))
+
+
+def test_a_backward_that_loses_float32_accuracy_fails_though_float64_agrees():
+    x, y = _data()
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((6,))
+    h = LossyScale(name="lossy")(keras_bp.layers.Dense(8, activation="tanh", name="first")(inputs))
+    model = keras.Model(inputs, keras_bp.layers.Dense(3, activation="softmax", name="last")(h))
+    model.compile(keras.optimizers.SGD(0.05), keras_bp.losses.CategoricalCrossentropy())
+    audit = GradientAudit((x[:16], y[:16]), verbose=0, on_mismatch="stop")
+    _fit(model, audit, x, y)
+    record = audit.records[0]
+    assert record.checked_in_float64 and record.failed_variables == ["first/kernel", "first/bias"]
+    stats = {v.path: v for v in record.variables}
+    kernel = stats["first/kernel"]
+    # Exact in float64, and far less accurate than autodiff in float32.
+    assert kernel.rel_error < 1e-9
+    assert kernel.manual_rounding_error > 1000 * kernel.reference_rounding_error
+    assert record.culprit == "first" and record.culprit_next == "lossy"
+
+
+def test_verdict_judges_zero_gradients_against_the_gradient_norm():
+    from keras_bp.audit import verdict
+    from keras_bp.audit.statistics import compare
+
+    big = np.full(100, 10.0)
+    manual = [big, np.array([3e-6, -3e-6]), big * 1.01]
+    reference = [big, np.array([1e-6, 2e-6]), big]
+    comparison = compare(manual, reference)
+    assert comparison.scale == pytest.approx(np.sqrt(2 * 100 * 100.0 + 5e-12))
+    # rel error ~2 on the zero-gradient pair, yet 6e-6 is round-off next to S = 141.
+    assert comparison.rel_error[1] > 1
+    np.testing.assert_array_equal(verdict.within(comparison, 1e-3, 1e-6), [True, True, False])
+    # An absolute tolerance that ignores S (atol 0) fails it.
+    assert not verdict.within(comparison, 1e-3, 0.0)[1]
+    scaled = verdict.scaled_rel_error(comparison, 1e-3, 1e-6)
+    assert scaled[1] < 1e-4 and scaled[2] == pytest.approx(0.01)
+
+
+def test_float64_compute_is_undone_even_when_tracing_fails(mixed_precision):
+    from keras_bp.audit.float64 import float64_compute
+
+    mixed_precision("mixed_float16")
+    model = _planted_model(None)
+    model(tf.zeros((2, 6)))
+    before = [(layer.compute_dtype, layer.variable_dtype) for layer in model.layers]
+    assert ("float16", "float32") in before
+    with pytest.raises(RuntimeError):
+        with float64_compute(model):
+            assert keras.config.floatx() == "float64"
+            assert {layer.compute_dtype for layer in model.layers[1:]} == {"float64"}
+            assert {layer.variable_dtype for layer in model.layers[1:]} == {"float32"}
+            assert model._compile_loss is None or model._compile_loss.dtype == "float64"
+            raise RuntimeError
+    assert keras.config.floatx() == "float32"
+    assert [(layer.compute_dtype, layer.variable_dtype) for layer in model.layers] == before
