@@ -537,16 +537,7 @@ class GradientAudit(keras.callbacks.Callback):
         """Traced once: both gradients, their statistics and the direction checks."""
         self._trace_count += 1
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(batch)
-        state = [tf.identity(v.value) for v in self._state]
-
-        loss, manual = self._loss_and_gradients(x, y, sample_weight)
-        self._restore(state)
-        # The autodiff switch is read at trace time: this pass is traced with
-        # every manual-gradient op running its forward only.
-        with autodiff():
-            _, reference = self._loss_and_gradients(x, y, sample_weight)
-        self._restore(state)
-
+        loss, manual, reference, state = self._two_passes(x, y, sample_weight)
         stats = {} if self._host_statistics else _compare_all(manual, reference)
         # The gradients themselves come back too: the host statistics read
         # them, and so does the rare audit that finds non-finite entries (on
@@ -555,6 +546,18 @@ class GradientAudit(keras.callbacks.Callback):
         if self.directions:
             stats.update(self._direction_checks(x, y, sample_weight, manual, reference, state, seed))
         return stats
+
+    def _two_passes(self, x, y, sample_weight):
+        """(loss, manual gradients, reference gradients, the state both started from)."""
+        state = [tf.identity(v.value) for v in self._state]
+        loss, manual = self._loss_and_gradients(x, y, sample_weight)
+        self._restore(state)
+        # The autodiff switch is read at trace time: this pass is traced with
+        # every manual-gradient op running its forward only.
+        with autodiff():
+            _, reference = self._loss_and_gradients(x, y, sample_weight)
+        self._restore(state)
+        return loss, manual, reference, state
 
     def _loss_and_gradients(self, x, y, sample_weight):
         with tf.GradientTape() as tape:
@@ -770,12 +773,7 @@ class GradientAudit(keras.callbacks.Callback):
     def _gradients64(self, batch):
         """Traced once, inside `float64_compute`: both passes with every computation in float64."""
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(batch)
-        state = [tf.identity(v.value) for v in self._state]
-        _, manual = self._loss_and_gradients(x, y, sample_weight)
-        self._restore(state)
-        with autodiff():
-            _, reference = self._loss_and_gradients(x, y, sample_weight)
-        self._restore(state)
+        _, manual, reference, _ = self._two_passes(x, y, sample_weight)
         return dict(manual=manual, reference=reference)
 
     def _culprit(self, variables):
