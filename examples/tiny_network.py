@@ -27,17 +27,23 @@ gradient descent (w <- w - learning_rate * dE/dw) until the error is below a
 target, printing the error curve.
 
 Run: python examples/tiny_network.py [--x 1.0 --y 0.2 --learning-rate 2.0 --target 1e-6]
+
+`--learning-rate` and `--seed` are examples/_cli.py's, as in the other
+examples; there is no data to load and no `fit`, so no other shared flag applies.
 """
 
-import argparse
 import os
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import keras_bp  # noqa: E402
+
+import _cli  # noqa: E402
 
 
 def forward(params, x):
@@ -78,20 +84,22 @@ def autodiff_gradients(params, x, y):
     return tape.gradient(e, variables)
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--x", type=float, default=1.0, help="the input")
-    parser.add_argument("--y", type=float, default=0.2, help="the target output")
-    parser.add_argument("--learning-rate", type=float, default=2.0)
-    parser.add_argument("--target", type=float, default=1e-6, help="stop when E is below this")
-    parser.add_argument("--max-steps", type=int, default=10000)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    if args.learning_rate <= 0:
-        parser.error(f"--learning-rate must be positive, received: {args.learning_rate}")
+def parse_args(argv=None):
+    parser = _cli.new_parser(__doc__)
+    parser.add_argument("--x", type=float, default=1.0, help="the input; default: 1.0")
+    parser.add_argument("--y", type=float, default=0.2, help="the target output; default: 0.2")
+    _cli.add_learning_rate(parser, 2.0)
+    parser.add_argument("--target", type=float, default=1e-6, help="stop when E is below this; default: 1e-06")
+    parser.add_argument("--max-steps", type=int, default=10000, help="default: 10000")
+    _cli.add_seed(parser, 0)
+    args = _cli.parse(parser, argv)
     if not 0 < args.y < 1:
         parser.error(f"--y must be in (0, 1), the range of a sigmoid output, received: {args.y}")
+    return args
 
+
+def main(argv=None):
+    args = parse_args(argv)
     rng = np.random.RandomState(args.seed)
     params = [
         tf.constant(rng.uniform(-1, 1, 3), tf.float64),  # w1j

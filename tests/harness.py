@@ -1,4 +1,4 @@
-"""The shared layer test harness (STYLE.md principle 9).
+"""One harness for every layer family: each registered layer case runs through the same checks.
 
 Each family lists its layers as `LayerCase`s in a `tests/cases_<family>.py`
 module (a `CASES` list); `tests/test_layer_harness.py` runs every case through
