@@ -301,6 +301,13 @@ def shared_arguments(arguments):
     return {**{name: arguments[name] for name in _SHARED if name in arguments}, **arguments["kwargs"]}
 
 
+def check_use_cudnn(use_cudnn):
+    """LSTM's and GRU's `use_cudnn`, accepted as Keras's is and ignored: the loop never uses cuDNN."""
+    if use_cudnn not in ("auto", True, False):
+        raise ValueError(f"use_cudnn must be 'auto', True or False, received: use_cudnn={use_cudnn!r}")
+    return use_cudnn
+
+
 SHARED_ARGS_DOC = """
         use_bias: Whether the layer uses a bias vector.
         kernel_initializer: Initializer for `kernel` (the input projection).

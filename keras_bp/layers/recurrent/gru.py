@@ -3,7 +3,7 @@
 import keras
 
 from keras_bp import activations
-from keras_bp.layers.recurrent.base import SHARED_ARGS_DOC, BaseRNN, shared_arguments
+from keras_bp.layers.recurrent.base import SHARED_ARGS_DOC, BaseRNN, check_use_cudnn, shared_arguments
 from keras_bp.layers.recurrent.gru_cell import GRUCell
 
 
@@ -55,11 +55,9 @@ class GRU(BaseRNN):
         **kwargs,
     ):
         super().__init__(**shared_arguments(locals()))
-        if use_cudnn not in ("auto", True, False):
-            raise ValueError(f"use_cudnn must be 'auto', True or False, received: use_cudnn={use_cudnn!r}")
+        self.use_cudnn = check_use_cudnn(use_cudnn)
         self.recurrent_activation = activations.get(recurrent_activation)
         self.reset_after = bool(reset_after)
-        self.use_cudnn = use_cudnn
         self.cell = GRUCell(self.activation, self.recurrent_activation, self.reset_after)
 
     def _bias_shape(self):

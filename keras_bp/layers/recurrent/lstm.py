@@ -3,7 +3,7 @@
 import keras
 
 from keras_bp import activations
-from keras_bp.layers.recurrent.base import SHARED_ARGS_DOC, BaseRNN, shared_arguments
+from keras_bp.layers.recurrent.base import SHARED_ARGS_DOC, BaseRNN, check_use_cudnn, shared_arguments
 from keras_bp.layers.recurrent.lstm_cell import LSTMCell
 
 
@@ -53,11 +53,9 @@ class LSTM(BaseRNN):
         **kwargs,
     ):
         super().__init__(**shared_arguments(locals()))
-        if use_cudnn not in ("auto", True, False):
-            raise ValueError(f"use_cudnn must be 'auto', True or False, received: use_cudnn={use_cudnn!r}")
+        self.use_cudnn = check_use_cudnn(use_cudnn)
         self.recurrent_activation = activations.get(recurrent_activation)
         self.unit_forget_bias = bool(unit_forget_bias)
-        self.use_cudnn = use_cudnn
         self.cell = LSTMCell(self.activation, self.recurrent_activation)
 
     def _bias_initializer(self):
