@@ -1,8 +1,8 @@
-"""SimpleRNN, LSTM and GRU trained by hand-written backpropagation through time.
+"""Recurrent layers (SimpleRNN, LSTM, GRU) trained by hand-written backpropagation through time.
 
 One module per job:
     gates.py            gate products x @ K, each gate's block with its own dropout mask
-    cell.py             the interface a cell gives the time loop (one step, forward, backward)
+    cell.py             the interface of a cell: what the time loop calls at each step
     simple_rnn_cell.py, lstm_cell.py, gru_cell.py
                         each cell's step, forward with its backward beneath
     storage.py          what each step saves, recorded at step t, read back at step t

@@ -105,6 +105,7 @@ def rnn_forward(cell, options, x, kernel, recurrent_kernel, bias, mask, dmask, r
     go_backwards, return_sequences, zero_output_for_mask = options
     b_in, b_rec = cell.bias_parts(bias) if bias is not None else (None, None)
     steps = _steps(x)
+    # An absent initial state starts from zeros, as in Keras; one tensor per state.
     initial_states = tuple(
         tf.zeros((tf.shape(x)[0], recurrent_kernel.shape[0]), x.dtype) if s is None else s for s in initial_states
     )

@@ -1,4 +1,4 @@
-"""The interface a recurrent cell gives the time loop: one step, forward and backward.
+"""The interface of a recurrent cell: what the time loop calls at each step.
 
 A cell is the math of one time step; the loop (bptt.py) runs it over the
 sequence and handles masks, the input projection and the weight sums. With k
