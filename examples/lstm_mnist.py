@@ -11,7 +11,7 @@ pixels of a row):
     LSTM(128) -> Dense(10, softmax)
 
 The LSTM and the Dense layer are keras_bp's: the LSTM's backward pass is the
-BPTT loop of keras_bp/layers/recurrent.py. So are the Adam optimizer and the
+BPTT loop of keras_bp/layers/recurrent/bptt.py. So are the Adam optimizer and the
 loss; a GradientAudit checks the manual gradients against autodiff during
 training. The run is shared with examples/cnn_mnist.py (examples/_train.py),
 the flags with every example (examples/_cli.py; `--help` lists them). Prints
