@@ -11,7 +11,7 @@ and its input gradient 0.99x; each must be caught at the first audit, the
 first with that layer as the culprit, the second with it as `culprit_next`
 (the culprit is a layer before it, whose gradients inherit the bug).
 
-    python benchmarks/audit_deep_models.py                    # all six, ~25 min on 2 cores
+    python benchmarks/audit_deep_models.py                    # all six, ~30 min on 2 cores
     python benchmarks/audit_deep_models.py --models ResNet50 --steps 5
 
 Prints one line per model and a table at the end. Not part of the CI run.
