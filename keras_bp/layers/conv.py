@@ -196,8 +196,17 @@ def _maybe_xla(fn, spec):
     return tf.function(fn, jit_compile=True, reduce_retracing=True) if needs_xla else fn
 
 
-def conv_op(layout, spec, activation, use_bias):
-    """The Conv layer as one manual-gradient op: (x, kernel[, bias]) -> y.
+class ConvSaved(NamedTuple):
+    """What the convolution op's forward saves for its backward."""
+
+    x: tf.Tensor  # the NHWC input, for dW = x (*) dz
+    kernel_2d: tf.Tensor  # W (a 1-D kernel lifted to 2-D), for dx
+    has_bias: bool  # whether b was given (else db is None)
+    activation_saved: object  # what the activation's backward needs
+
+
+def conv_op(layout, spec, activation):
+    """The Conv layer as one manual-gradient op: (x, kernel, bias or None) -> y.
 
     Forward (on NHWC tensors, see `Layout`):
         z = x (*) W + b            (N, H', W', F)     conv_forward
@@ -207,7 +216,7 @@ def conv_op(layout, spec, activation, use_bias):
         dz = dy * f'(z)                                activation's backward
         dx = dz (*)^T W            (N, H, W, C_in)     conv_input_grad
         dW = x (*) dz              (kh, kw, C_g, F)    conv_kernel_grad
-        db = sum over n, i, j of dz          (F,)
+        db = sum over n, i, j of dz          (F,)      None without a bias
 
     Saves the NHWC input, the kernel, and what the activation's backward needs.
     """
@@ -215,27 +224,25 @@ def conv_op(layout, spec, activation, use_bias):
     input_grad = _maybe_xla(conv_input_grad, spec)
     kernel_grad = _maybe_xla(conv_kernel_grad, spec)
 
-    def forward(x, kernel, *bias):
+    def forward(x, kernel, bias):
         x = layout.to_nhwc(x)
         kernel_2d = kernel[tf.newaxis] if layout.rank == 1 else kernel
         z = forward_math(spec, x, kernel_2d)
-        if use_bias:
+        if bias is not None:
             # NOTE: BiasAdd, not +: the same sums, and grappler fuses Conv2D + BiasAdd (+ relu).
-            z = tf.nn.bias_add(z, bias[0])
+            z = tf.nn.bias_add(z, bias)
         y, activation_saved = activation.forward(z)
-        return layout.from_nhwc(y), (x, kernel_2d, activation_saved)
+        return layout.from_nhwc(y), ConvSaved(x, kernel_2d, bias is not None, activation_saved)
 
     def backward(saved, dy):
-        x, kernel_2d, activation_saved = saved
-        dz = activation.backward(activation_saved, layout.to_nhwc(dy))
+        x, kernel_2d = saved.x, saved.kernel_2d
+        dz = activation.backward(saved.activation_saved, layout.to_nhwc(dy))
         dx = input_grad(spec, tf.shape(x), kernel_2d, dz)
         dkernel = kernel_grad(spec, x, tf.shape(kernel_2d), dz)
         if layout.rank == 1:
             dkernel = dkernel[0]
-        grads = (layout.from_nhwc(dx), dkernel)
-        if use_bias:
-            grads += (tf.raw_ops.BiasAddGrad(out_backprop=dz),)  # sum of dz over n, i, j
-        return grads
+        dbias = tf.raw_ops.BiasAddGrad(out_backprop=dz) if saved.has_bias else None  # sum of dz over n, i, j
+        return layout.from_nhwc(dx), dkernel, dbias
 
     return manual_gradient(forward, backward, name=f"conv{layout.rank}d_{activation.name}")
 
@@ -312,7 +319,7 @@ class _Conv(keras.layers.Layer):
             groups=self.groups,
         )
         fused, self._activation_after = activations.fused_and_after(self.activation)
-        self._op = conv_op(self._layout, spec, fused, use_bias)
+        self._op = conv_op(self._layout, spec, fused)
 
     def _tf_padding(self):
         if self.padding != "causal":
@@ -346,10 +353,9 @@ class _Conv(keras.layers.Layer):
 
     def call(self, inputs):
         # Trap 1: read the weights here, outside the custom gradient.
-        weights = [tf.convert_to_tensor(self.kernel)]
-        if self.use_bias:
-            weights.append(tf.convert_to_tensor(self.bias))
-        outputs = self._op(inputs, *weights)
+        kernel = tf.convert_to_tensor(self.kernel)
+        bias = None if self.bias is None else tf.convert_to_tensor(self.bias)
+        outputs = self._op(inputs, kernel, bias)
         if self._activation_after is not None:
             return activations.apply(self._activation_after, outputs)
         return outputs

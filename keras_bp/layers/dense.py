@@ -1,5 +1,7 @@
 """Dense: y = activation(x @ kernel + bias), with its backward written out."""
 
+from typing import NamedTuple
+
 import keras
 import tensorflow as tf
 
@@ -9,8 +11,17 @@ from keras_bp.layers._validation import check_positive_int
 from keras_bp.layers._weights import add_kernel_and_bias
 
 
-def dense_forward(activation, x, kernel, *bias):
-    """Forward of Dense with a fused activation.
+class DenseSaved(NamedTuple):
+    """What Dense's forward saves for its backward."""
+
+    x: tf.Tensor  # the input, for dW = x^T dz
+    kernel: tf.Tensor  # W, for dx = dz W^T
+    has_bias: bool  # whether b was given (else db is None)
+    activation_saved: object  # what the activation's backward needs
+
+
+def dense_forward(activation, x, kernel, bias):
+    """Forward of Dense with a fused activation; `bias` is None without one.
 
         z = x @ W + b          (..., units)
         y = f(z)               (..., units)
@@ -19,13 +30,13 @@ def dense_forward(activation, x, kernel, *bias):
     activation's backward needs (its output, for sigmoid, tanh, softmax).
     """
     z = _matmul(x, kernel)
-    if bias:
-        z = z + bias[0]
+    if bias is not None:
+        z = z + bias
     y, activation_saved = activation.forward(z)
-    return y, (x, kernel, activation_saved)
+    return y, DenseSaved(x, kernel, bias is not None, activation_saved)
 
 
-def dense_backward(activation, saved, dy, use_bias):
+def dense_backward(activation, saved, dy):
     """Backward of Dense.
 
     With dy = dL/dy (..., units):
@@ -33,16 +44,14 @@ def dense_backward(activation, saved, dy, use_bias):
         dz = dy * f'(z)                    (..., units)   activation's backward
         dx = dz @ W^T                      (..., in)
         dW = sum over rows of x^T dz       (in, units)    leading axes flattened
-        db = sum over rows of dz           (units,)
+        db = sum over rows of dz           (units,)       None without a bias
     """
-    x, kernel, activation_saved = saved
-    dz = activation.backward(activation_saved, dy)
-    dx = _matmul(dz, kernel, transpose_b=True)
-    x_rows, dz_rows = _rows(x), _rows(dz)
+    dz = activation.backward(saved.activation_saved, dy)
+    dx = _matmul(dz, saved.kernel, transpose_b=True)
+    x_rows, dz_rows = _rows(saved.x), _rows(dz)
     dkernel = tf.matmul(x_rows, dz_rows, transpose_a=True)
-    if use_bias:
-        return dx, dkernel, tf.reduce_sum(dz_rows, axis=0)
-    return dx, dkernel
+    dbias = tf.reduce_sum(dz_rows, axis=0) if saved.has_bias else None
+    return dx, dkernel, dbias
 
 
 def _rows(x):
@@ -61,12 +70,12 @@ def _matmul(x, kernel, transpose_b=False):
     return tf.reshape(rows, tf.concat([tf.shape(x)[:-1], out], 0))
 
 
-def _dense_op(activation, use_bias):
-    def forward(x, kernel, *bias):
-        return dense_forward(activation, x, kernel, *bias)
+def _dense_op(activation):
+    def forward(x, kernel, bias):
+        return dense_forward(activation, x, kernel, bias)
 
     def backward(saved, dy):
-        return dense_backward(activation, saved, dy, use_bias)
+        return dense_backward(activation, saved, dy)
 
     return manual_gradient(forward, backward, name=f"dense_{activation.name}")
 
@@ -136,7 +145,7 @@ class Dense(keras.layers.Layer):
         self.input_spec = keras.layers.InputSpec(min_ndim=2)
         self.supports_masking = True
         fused, self._activation_after = activations.fused_and_after(self.activation)
-        self._op = _dense_op(fused, use_bias)
+        self._op = _dense_op(fused)
 
     def build(self, input_shape):
         input_dim = input_shape[-1]
@@ -150,10 +159,9 @@ class Dense(keras.layers.Layer):
 
     def call(self, inputs):
         # Trap 1: read the weights here, outside the custom gradient.
-        weights = [tf.convert_to_tensor(self.kernel)]
-        if self.use_bias:
-            weights.append(tf.convert_to_tensor(self.bias))
-        outputs = self._op(inputs, *weights)
+        kernel = tf.convert_to_tensor(self.kernel)
+        bias = None if self.bias is None else tf.convert_to_tensor(self.bias)
+        outputs = self._op(inputs, kernel, bias)
         if self._activation_after is not None:
             return activations.apply(self._activation_after, outputs)
         return outputs

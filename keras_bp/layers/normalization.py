@@ -15,6 +15,7 @@ per normalized element). One backward (`normalize_backward`) serves both.
 """
 
 import numbers
+from typing import NamedTuple
 
 import keras
 import tensorflow as tf
@@ -97,14 +98,26 @@ def masked_moments(x, m, axes):
 # --- BatchNormalization ------------------------------------------------------
 
 
-def batch_norm_train_op(axes, epsilon, use_gamma, use_beta):
-    """Training-mode batch normalization: (x[, gamma][, beta][, mask]) -> (y, mean, variance).
+class BatchNormSaved(NamedTuple):
+    """What training-mode batch normalization saves for its backward."""
+
+    x: tf.Tensor  # the input
+    mean: tf.Tensor  # mu, the input's rank with S axes of length 1
+    r: tf.Tensor  # 1 / sqrt(var + eps), mu's shape
+    gamma: object  # gamma broadcastable to x, or None
+    has_beta: bool  # whether beta was given (else dbeta is None)
+    weights: object  # (mask, sum(mask) + eps) for masked statistics, or None
+
+
+def batch_norm_train_op(axes, epsilon):
+    """Training-mode batch normalization: (x, gamma, beta, mask) -> (y, mean, variance).
 
     Statistics over axes S = all but the channel axis; gamma, beta, mean,
-    variance are per channel, shape (C,). mean and variance are outputs too:
-    the layer updates its moving statistics with them. With `mask` (the
-    input's shape less the channel axis, broadcast to the input) the
-    statistics are Keras's masked ones (see `normalize_backward`).
+    variance are per channel, shape (C,). gamma, beta and mask may each be
+    None (absent). mean and variance are outputs too: the layer updates its
+    moving statistics with them. With `mask` (the input's shape less the
+    channel axis, broadcast to the input) the statistics are Keras's masked
+    ones (see `normalize_backward`).
 
     Backward:
         dx     = normalize_backward(...)            (input's shape)
@@ -113,8 +126,8 @@ def batch_norm_train_op(axes, epsilon, use_gamma, use_beta):
     The mask gets no gradient. Saves x, mu, r (and the mask's weights).
     """
 
-    def forward(x, *params):
-        gamma, beta, mask = _unpack(params, use_gamma, use_beta)
+    def forward(x, gamma, beta, mask):
+        has_beta = beta is not None
         gamma, beta = _per_channel(gamma, x, axes), _per_channel(beta, x, axes)
         if mask is None:
             mean, variance = moments(x, axes)
@@ -125,23 +138,25 @@ def batch_norm_train_op(axes, epsilon, use_gamma, use_beta):
         y = normalize_forward(x, mean, variance, gamma, beta, epsilon)
         r = tf.math.rsqrt(variance + epsilon)
         outputs = (y, tf.squeeze(mean, axes), tf.squeeze(variance, axes))
-        return outputs, (x, mean, r, gamma, weights)
+        return outputs, BatchNormSaved(x, mean, r, gamma, has_beta, weights)
 
     def backward(saved, dy, d_mean, d_variance):
-        x, mean, r, gamma, weights = saved
+        x, mean, r, gamma = saved.x, saved.mean, saved.r, saved.gamma
         stat_shape = tf.shape(mean)
         dx = normalize_backward(
             dy, x, mean, r, gamma, axes,
-            d_mean=tf.reshape(d_mean, stat_shape), d_variance=tf.reshape(d_variance, stat_shape), weights=weights,
+            d_mean=tf.reshape(d_mean, stat_shape), d_variance=tf.reshape(d_variance, stat_shape),
+            weights=saved.weights,
         )
-        return (dx,) + _param_grads(dy, (x - mean) * r, axes, use_gamma, use_beta) + _mask_grad(weights)
+        dgamma, dbeta = _param_grads(dy, (x - mean) * r, axes, gamma is not None, saved.has_beta)
+        return dx, dgamma, dbeta, None
 
     return manual_gradient(forward, backward, name="batch_normalization")
 
 
-def batch_norm_inference_op(axis, epsilon, use_gamma, use_beta):
+def batch_norm_inference_op(axis, epsilon):
     """Inference-mode batch normalization with the moving statistics:
-    (x, moving_mean, moving_variance[, gamma][, beta]) -> y.
+    (x, moving_mean, moving_variance, gamma, beta) -> y, gamma and beta possibly None.
 
     Forward: y = gamma (x - mm) / sqrt(mv + eps) + beta, mm and mv constants of the batch.
 
@@ -156,16 +171,16 @@ def batch_norm_inference_op(axis, epsilon, use_gamma, use_beta):
     Saves x and the statistics.
     """
 
-    def forward(x, moving_mean, moving_variance, *params):
-        gamma, beta, _ = _unpack(params, use_gamma, use_beta)
+    def forward(x, moving_mean, moving_variance, gamma, beta):
         axes = _other_axes(x, axis)
         mean, variance = _per_channel(moving_mean, x, axes), _per_channel(moving_variance, x, axes)
+        has_beta = beta is not None
         gamma, beta = _per_channel(gamma, x, axes), _per_channel(beta, x, axes)
         y = normalize_forward(x, mean, variance, gamma, beta, epsilon)
-        return y, (x, mean, variance, gamma)
+        return y, (x, mean, variance, gamma, has_beta)
 
     def backward(saved, dy):
-        x, mean, variance, gamma = saved
+        x, mean, variance, gamma, has_beta = saved
         axes = _other_axes(x, axis)
         s = tf.math.rsqrt(variance + epsilon)
         scale = s if gamma is None else gamma * s
@@ -173,36 +188,18 @@ def batch_norm_inference_op(axis, epsilon, use_gamma, use_beta):
         sum_dy_centered = tf.reduce_sum(dy * (x - mean), axes, keepdims=True)
         d_mean = -sum_dy * tf.reshape(scale, [-1])
         d_variance = tf.reshape(-0.5 * sum_dy_centered * scale * s * s, [-1])
-        grads = (dy * scale, d_mean, d_variance)
-        if use_gamma:
-            grads += (tf.reshape(sum_dy_centered * s, [-1]),)
-        if use_beta:
-            grads += (sum_dy,)
-        return grads
+        dgamma = None if gamma is None else tf.reshape(sum_dy_centered * s, [-1])
+        dbeta = sum_dy if has_beta else None
+        return dy * scale, d_mean, d_variance, dgamma, dbeta
 
     return manual_gradient(forward, backward, name="batch_normalization_inference")
 
 
-def _unpack(params, use_gamma, use_beta):
-    params = list(params)
-    gamma = params.pop(0) if use_gamma else None
-    beta = params.pop(0) if use_beta else None
-    mask = params.pop(0) if params else None
-    return gamma, beta, mask
-
-
-def _param_grads(dy, xhat, sum_axes, use_gamma, use_beta):
-    """dgamma = sum dy xhat, dbeta = sum dy over sum_axes, for the parameters in use."""
-    grads = ()
-    if use_gamma:
-        grads += (tf.reduce_sum(dy * xhat, sum_axes),)
-    if use_beta:
-        grads += (tf.reduce_sum(dy, sum_axes),)
-    return grads
-
-
-def _mask_grad(weights):
-    return () if weights is None else (None,)
+def _param_grads(dy, xhat, sum_axes, has_gamma, has_beta):
+    """(dgamma, dbeta) = (sum dy xhat, sum dy) over sum_axes, None for an absent parameter."""
+    dgamma = tf.reduce_sum(dy * xhat, sum_axes) if has_gamma else None
+    dbeta = tf.reduce_sum(dy, sum_axes) if has_beta else None
+    return dgamma, dbeta
 
 
 def _per_channel(v, x, reduction_axes):
@@ -338,8 +335,8 @@ class BatchNormalization(keras.layers.Layer):
         self.input_spec = keras.layers.InputSpec(ndim=rank, axes={self.axis: channels})
         axis = self.axis % rank
         reduction_axes = [a for a in range(rank) if a != axis]
-        self._train_op = batch_norm_train_op(reduction_axes, self.epsilon, self.scale, self.center)
-        self._inference_op = batch_norm_inference_op(axis, self.epsilon, self.scale, self.center)
+        self._train_op = batch_norm_train_op(reduction_axes, self.epsilon)
+        self._inference_op = batch_norm_inference_op(axis, self.epsilon)
 
     def call(self, inputs, training=None, mask=None):
         if mask is not None and mask.shape.rank != inputs.shape.rank - 1:
@@ -350,23 +347,20 @@ class BatchNormalization(keras.layers.Layer):
         # NOTE: as Keras, normalize float16/bfloat16 in float32 (result_type with float32).
         compute_dtype = keras.backend.result_type(inputs.dtype, "float32")
         x = tf.cast(inputs, compute_dtype)
-        params = []
-        if self.scale:
-            params.append(tf.cast(self.gamma, compute_dtype))
-        if self.center:
-            params.append(tf.cast(self.beta, compute_dtype))
+        gamma = None if self.gamma is None else tf.cast(self.gamma, compute_dtype)
+        beta = None if self.beta is None else tf.cast(self.beta, compute_dtype)
         moving_mean = tf.cast(self.moving_mean, compute_dtype)
         moving_variance = tf.cast(self.moving_variance, compute_dtype)
 
         if training and self.trainable:
             if mask is not None:
-                params.append(tf.broadcast_to(tf.cast(mask[..., tf.newaxis], compute_dtype), tf.shape(x)))
-            y, mean, variance = self._train_op(x, *params)
+                mask = tf.broadcast_to(tf.cast(mask[..., tf.newaxis], compute_dtype), tf.shape(x))
+            y, mean, variance = self._train_op(x, gamma, beta, mask)
             # Keras's update, term for term (the update is no part of the gradient).
             self.moving_mean.assign(moving_mean * self.momentum + mean * (1.0 - self.momentum))
             self.moving_variance.assign(moving_variance * self.momentum + variance * (1.0 - self.momentum))
         else:
-            y = self._inference_op(x, moving_mean, moving_variance, *params)
+            y = self._inference_op(x, moving_mean, moving_variance, gamma, beta)
         return tf.cast(y, self.compute_dtype)
 
     def compute_output_shape(self, input_shape):
@@ -399,10 +393,11 @@ class BatchNormalization(keras.layers.Layer):
 # --- LayerNormalization -------------------------------------------------------
 
 
-def layer_norm_op(axes, epsilon, use_gamma, use_beta):
-    """Layer normalization: (x[, gamma][, beta]) -> y, statistics over `axes` per example.
+def layer_norm_op(axes, epsilon):
+    """Layer normalization: (x, gamma, beta) -> y, statistics over `axes` per example.
 
-    gamma and beta have the normalized axes' shape, broadcast to x.
+    gamma and beta have the normalized axes' shape, broadcast to x; either
+    may be None (absent).
 
     Backward:
         dx     = normalize_backward(...)                          (input's shape)
@@ -411,22 +406,22 @@ def layer_norm_op(axes, epsilon, use_gamma, use_beta):
     Saves x, mu, r.
     """
 
-    def forward(x, *params):
-        gamma, beta, _ = _unpack(params, use_gamma, use_beta)
+    def forward(x, gamma, beta):
+        has_beta = beta is not None
         gamma = None if gamma is None else _broadcastable(gamma, x, axes)
         beta = None if beta is None else _broadcastable(beta, x, axes)
         mean, variance = moments(x, axes)
         r = tf.math.rsqrt(variance + epsilon)
         y = normalize_forward(x, mean, variance, gamma, beta, epsilon)
-        return y, (x, mean, r, gamma)
+        return y, (x, mean, r, gamma, has_beta)
 
     def backward(saved, dy):
-        x, mean, r, gamma = saved
+        x, mean, r, gamma, has_beta = saved
         dx = normalize_backward(dy, x, mean, r, gamma, axes)
         other_axes = [a for a in range(x.shape.rank) if a not in axes]
         param_shape = [tf.shape(x)[a] for a in axes]
-        param_grads = _param_grads(dy, (x - mean) * r, other_axes, use_gamma, use_beta)
-        return (dx,) + tuple(tf.reshape(g, param_shape) for g in param_grads)
+        param_grads = _param_grads(dy, (x - mean) * r, other_axes, gamma is not None, has_beta)
+        return (dx,) + tuple(None if g is None else tf.reshape(g, param_shape) for g in param_grads)
 
     return manual_gradient(forward, backward, name="layer_normalization")
 
@@ -528,13 +523,14 @@ class LayerNormalization(keras.layers.Layer):
                 regularizer=self.beta_regularizer, constraint=self.beta_constraint, autocast=False,
             )
         positive_axes = sorted(a % rank for a in self.axis)
-        self._op = layer_norm_op(positive_axes, self.epsilon, self.scale, self.center)
+        self._op = layer_norm_op(positive_axes, self.epsilon)
 
     def call(self, inputs):
         compute_dtype = keras.backend.result_type(inputs.dtype, "float32")
         x = tf.cast(inputs, compute_dtype)
-        params = [tf.cast(w, compute_dtype) for w in (self.gamma, self.beta) if w is not None]
-        y = self._op(x, *params)
+        gamma = None if self.gamma is None else tf.cast(self.gamma, compute_dtype)
+        beta = None if self.beta is None else tf.cast(self.beta, compute_dtype)
+        y = self._op(x, gamma, beta)
         return tf.cast(y, self.compute_dtype)
 
     def compute_output_shape(self, input_shape):

@@ -209,7 +209,7 @@ class AveragePooling2D(_Pooling):
 
 
 def global_average_pool_op(axes, keepdims):
-    """Global average pooling as a manual-gradient op: (x[, mask]) -> y.
+    """Global average pooling as a manual-gradient op: (x, mask or None) -> y.
 
     Forward, over the spatial axes S (|S| = number of spatial positions):
         y[n, c] = (1 / |S|) sum over s in S of x[n, s, c]
@@ -221,13 +221,12 @@ def global_average_pool_op(axes, keepdims):
     The mask gets no gradient.
     """
 
-    def forward(x, *mask):
-        if mask:
+    def forward(x, mask):
+        if mask is not None:
             # Keras's formula, term for term: zero the masked steps, divide by the count.
-            m = mask[0]
-            count = tf.reduce_sum(m, axis=axes, keepdims=True)
-            y = tf.reduce_sum(tf.where(m > 0, x, tf.zeros_like(x)), axis=axes, keepdims=True) / count
-            weights = m / count
+            count = tf.reduce_sum(mask, axis=axes, keepdims=True)
+            y = tf.reduce_sum(tf.where(mask > 0, x, tf.zeros_like(x)), axis=axes, keepdims=True) / count
+            weights = mask / count
         else:
             y = tf.reduce_mean(x, axis=axes, keepdims=True)
             weights = 1 / tf.cast(tf.reduce_prod(tf.gather(tf.shape(x), axes)), x.dtype)
@@ -236,8 +235,7 @@ def global_average_pool_op(axes, keepdims):
     def backward(saved, dy):
         x_shape, kept_shape, weights = saved
         dx = tf.broadcast_to(tf.reshape(dy, kept_shape) * weights, x_shape)
-        # A mask (weights of the input's rank) is an input too; it gets no gradient.
-        return dx if weights.shape.rank == 0 else (dx, None)
+        return dx, None
 
     return manual_gradient(forward, backward, name="global_average_pool")
 
@@ -345,10 +343,10 @@ class GlobalAveragePooling1D(_GlobalPooling):
         self.supports_masking = True
 
     def call(self, inputs, mask=None):
-        if mask is None:
-            return self._op(inputs)
-        channel_axis = 2 if self.data_format == "channels_last" else 1
-        return self._op(inputs, tf.expand_dims(tf.cast(mask, inputs.dtype), channel_axis))
+        if mask is not None:
+            channel_axis = 2 if self.data_format == "channels_last" else 1
+            mask = tf.expand_dims(tf.cast(mask, inputs.dtype), channel_axis)
+        return self._op(inputs, mask)
 
     def compute_mask(self, inputs, mask=None):
         return None
@@ -362,6 +360,9 @@ class GlobalAveragePooling2D(_GlobalPooling):
     )
     rank = 2
     make_op = staticmethod(global_average_pool_op)
+
+    def call(self, inputs):
+        return self._op(inputs, None)
 
 
 @keras.saving.register_keras_serializable(package="keras_bp")
