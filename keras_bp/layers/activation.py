@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from keras_bp import activations
 from keras_bp.core import manual_gradient
-from keras_bp.layers._validation import check_non_negative
+from keras_bp._validation import check_non_negative
 
 
 class _ActivationLayer(keras.layers.Layer):

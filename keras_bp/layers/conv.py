@@ -21,7 +21,7 @@ import tensorflow as tf
 
 from keras_bp import activations
 from keras_bp.core import manual_gradient
-from keras_bp.layers._validation import check_positive_int
+from keras_bp._validation import check_positive_int, reject_keras_only_options
 from keras_bp.layers._weights import add_kernel_and_bias
 
 # --- argument checks shared with pooling -------------------------------------
@@ -275,12 +275,7 @@ class _Conv(keras.layers.Layer):
         bias_constraint=None,
         **kwargs,
     ):
-        for unsupported in ("lora_rank", "lora_alpha"):
-            if kwargs.pop(unsupported, None) is not None:
-                raise ValueError(
-                    f"keras_bp.layers.{type(self).__name__} does not support "
-                    f"{unsupported}; use keras.layers.{type(self).__name__} for LoRA."
-                )
+        reject_keras_only_options(self, kwargs, ("lora_rank", "lora_alpha"))
         super().__init__(activity_regularizer=activity_regularizer, **kwargs)
         rank = self.rank
         self.filters = check_positive_int("filters", filters)

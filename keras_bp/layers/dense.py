@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from keras_bp import activations
 from keras_bp.core import manual_gradient
-from keras_bp.layers._validation import check_positive_int
+from keras_bp._validation import check_positive_int, reject_keras_only_options
 from keras_bp.layers._weights import add_kernel_and_bias
 
 
@@ -126,12 +126,7 @@ class Dense(keras.layers.Layer):
         bias_constraint=None,
         **kwargs,
     ):
-        for unsupported in ("lora_rank", "lora_alpha", "quantization_config"):
-            if kwargs.pop(unsupported, None) is not None:
-                raise ValueError(
-                    f"keras_bp.layers.Dense does not support {unsupported}; "
-                    "use keras.layers.Dense for LoRA or quantization."
-                )
+        reject_keras_only_options(self, kwargs, ("lora_rank", "lora_alpha", "quantization_config"))
         super().__init__(activity_regularizer=activity_regularizer, **kwargs)
         self.units = check_positive_int("units", units)
         self.activation = activations.get(activation)

@@ -4,7 +4,7 @@ import keras
 import tensorflow as tf
 
 from keras_bp.core import manual_gradient
-from keras_bp.layers._validation import check_positive_int
+from keras_bp._validation import check_positive_int, reject_keras_only_options
 
 
 def embedding_forward(ids, embeddings):
@@ -79,12 +79,7 @@ class Embedding(keras.layers.Layer):
         weights=None,
         **kwargs,
     ):
-        for unsupported in ("lora_rank", "lora_alpha", "quantization_config"):
-            if kwargs.pop(unsupported, None) is not None:
-                raise ValueError(
-                    f"keras_bp.layers.Embedding does not support {unsupported}; "
-                    "use keras.layers.Embedding for LoRA or quantization."
-                )
+        reject_keras_only_options(self, kwargs, ("lora_rank", "lora_alpha", "quantization_config"))
         # Keras accepts and ignores the deprecated input_length.
         kwargs.pop("input_length", None)
         super().__init__(**kwargs)

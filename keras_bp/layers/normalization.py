@@ -14,12 +14,12 @@ are per channel); LayerNormalization takes S = its `axis` (gamma and beta are
 per normalized element). One backward (`normalize_backward`) serves both.
 """
 
-import numbers
 from typing import NamedTuple
 
 import keras
 import tensorflow as tf
 
+from keras_bp._validation import check_int
 from keras_bp.core import manual_gradient
 
 # --- the shared math -------------------------------------------------------
@@ -285,9 +285,7 @@ class BatchNormalization(keras.layers.Layer):
                 "keras.layers.BatchNormalization for it."
             )
         super().__init__(**kwargs)
-        if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
-            raise ValueError(f"axis must be an integer, received: axis={axis!r}")
-        self.axis = int(axis)
+        self.axis = check_int("axis", axis)
         self.momentum = float(momentum)
         self.epsilon = float(epsilon)
         self.center = center

@@ -6,7 +6,7 @@ import keras
 import tensorflow as tf
 
 from keras_bp.core import manual_gradient
-from keras_bp.layers._validation import check_input_rank
+from keras_bp._validation import check_input_rank
 
 
 def _reshape_op(perm=None):
