@@ -8,8 +8,8 @@ import keras
 import tensorflow as tf
 
 from keras_bp import activations
-from keras_bp.core import manual_gradient
 from keras_bp._validation import check_non_negative
+from keras_bp.core import manual_gradient
 
 
 class _ActivationLayer(keras.layers.Layer):

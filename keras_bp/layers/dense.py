@@ -5,10 +5,9 @@ from typing import NamedTuple
 import keras
 import tensorflow as tf
 
-from keras_bp import activations
-from keras_bp.core import manual_gradient
 from keras_bp._validation import check_positive_int, reject_keras_only_options
-from keras_bp.layers._weights import add_kernel_and_bias
+from keras_bp.core import manual_gradient
+from keras_bp.layers._kernel import KernelLayer
 
 
 class DenseSaved(NamedTuple):
@@ -81,7 +80,7 @@ def _dense_op(activation):
 
 
 @keras.saving.register_keras_serializable(package="keras_bp")
-class Dense(keras.layers.Layer):
+class Dense(KernelLayer):
     """Densely connected layer with a hand-derived backward pass.
 
     Drop-in for `keras.layers.Dense`: same arguments, defaults, weights
@@ -127,20 +126,14 @@ class Dense(keras.layers.Layer):
         **kwargs,
     ):
         reject_keras_only_options(self, kwargs, ("lora_rank", "lora_alpha", "quantization_config"))
-        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
+        super().__init__(
+            activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer,
+            activity_regularizer, kernel_constraint, bias_constraint, **kwargs,
+        )
         self.units = check_positive_int("units", units)
-        self.activation = activations.get(activation)
-        self.use_bias = use_bias
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.bias_initializer = keras.initializers.get(bias_initializer)
-        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
-        self.bias_regularizer = keras.regularizers.get(bias_regularizer)
-        self.kernel_constraint = keras.constraints.get(kernel_constraint)
-        self.bias_constraint = keras.constraints.get(bias_constraint)
         self.input_spec = keras.layers.InputSpec(min_ndim=2)
         self.supports_masking = True
-        fused, self._activation_after = activations.fused_and_after(self.activation)
-        self._op = _dense_op(fused)
+        self._op = _dense_op(self._fused_activation)
 
     def build(self, input_shape):
         input_dim = input_shape[-1]
@@ -149,32 +142,11 @@ class Dense(keras.layers.Layer):
                 "The last dimension of the input to Dense must be known, "
                 f"received: input_shape={tuple(input_shape)}"
             )
-        add_kernel_and_bias(self, (input_dim, self.units), (self.units,))
+        self._add_kernel_and_bias((input_dim, self.units), (self.units,))
         self.input_spec = keras.layers.InputSpec(min_ndim=2, axes={-1: input_dim})
-
-    def call(self, inputs):
-        # Trap 1: read the weights here, outside the custom gradient.
-        kernel = tf.convert_to_tensor(self.kernel)
-        bias = None if self.bias is None else tf.convert_to_tensor(self.bias)
-        outputs = self._op(inputs, kernel, bias)
-        if self._activation_after is not None:
-            return activations.apply(self._activation_after, outputs)
-        return outputs
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.units,)
 
     def get_config(self):
-        base_config = super().get_config()
-        config = {
-            "units": self.units,
-            "activation": activations.serialize(self.activation),
-            "use_bias": self.use_bias,
-            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
-            "bias_initializer": keras.initializers.serialize(self.bias_initializer),
-            "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
-            "bias_regularizer": keras.regularizers.serialize(self.bias_regularizer),
-            "kernel_constraint": keras.constraints.serialize(self.kernel_constraint),
-            "bias_constraint": keras.constraints.serialize(self.bias_constraint),
-        }
-        return {**base_config, **config}
+        return {**super().get_config(), "units": self.units, **self._kernel_options_config()}

@@ -3,8 +3,8 @@
 import keras
 import tensorflow as tf
 
-from keras_bp.core import manual_gradient
 from keras_bp._validation import check_unit_interval
+from keras_bp.core import manual_gradient
 
 
 def dropout_forward(x, scaled_mask):

@@ -3,8 +3,8 @@
 import keras
 import tensorflow as tf
 
-from keras_bp.core import manual_gradient
 from keras_bp._validation import check_positive_int, reject_keras_only_options
+from keras_bp.core import manual_gradient
 
 
 def embedding_forward(ids, embeddings):
@@ -113,7 +113,7 @@ class Embedding(keras.layers.Layer):
     def call(self, inputs):
         if inputs.dtype not in (tf.int32, tf.int64):
             inputs = tf.cast(inputs, tf.int32)
-        # Trap 1: read the table here, outside the custom gradient.
+        # Trap 1 (docs/traps.md): read the table here, outside the custom gradient.
         outputs = _embedding_op(inputs, tf.convert_to_tensor(self.embeddings))
         return tf.cast(outputs, self.compute_dtype)
 
