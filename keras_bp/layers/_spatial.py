@@ -1,4 +1,4 @@
-"""The space of the windowed layers (convolutions, pooling): argument forms, output sizes, NHWC layout.
+"""Spatial helpers of the windowed layers (convolutions, pooling): argument forms, output sizes, NHWC layout.
 
 Every convolution and pooling layer, of any rank and data format, reads its
 window arguments through the `standardize_*` checks, sizes its output with

@@ -1,4 +1,4 @@
-"""BatchNormalization and LayerNormalization, with their backward passes written out.
+"""The normalization layers: y = gamma (x - mean) / sqrt(var + eps) + beta, with its backward.
 
 Both normalize x over some axes S (|S| = N elements per statistic) and then
 scale and shift:
@@ -93,6 +93,41 @@ def masked_moments(x, m, axes):
     mean = tf.reduce_sum(tf.where(m > 0, x, tf.zeros_like(x)), axes, keepdims=True) / total
     variance = tf.reduce_sum(tf.where(m > 0, tf.square(x - mean), tf.zeros_like(x)), axes, keepdims=True) / total
     return mean, variance, total
+
+
+# --- what both layers do with gamma and beta -------------------------------------
+
+
+def _add_gamma_and_beta(layer, shape):
+    """Adds `gamma` (when `layer.scale`), then `beta` (when `layer.center`), as Keras does.
+
+    Neither is autocast: the math runs in at least float32 (see the layers' `call`).
+    """
+    if layer.scale:
+        layer.gamma = layer.add_weight(
+            name="gamma", shape=shape, initializer=layer.gamma_initializer,
+            regularizer=layer.gamma_regularizer, constraint=layer.gamma_constraint, autocast=False,
+        )
+    if layer.center:
+        layer.beta = layer.add_weight(
+            name="beta", shape=shape, initializer=layer.beta_initializer,
+            regularizer=layer.beta_regularizer, constraint=layer.beta_constraint, autocast=False,
+        )
+
+
+def _gamma_and_beta(layer, dtype):
+    """The layer's gamma and beta as tensors of `dtype`, None where absent (read outside the ops)."""
+    return tuple(None if w is None else tf.cast(w, dtype) for w in (layer.gamma, layer.beta))
+
+
+def _check_axes_in_bounds(axis, axes, input_shape):
+    """Raises unless every axis in `axes` indexes the input (`axis` is the argument as given)."""
+    rank = len(input_shape)
+    if not all(-rank <= a < rank for a in axes):
+        raise ValueError(
+            f"axis={axis} is out of bounds for an input of rank {rank}, "
+            f"received: input_shape={tuple(input_shape)}"
+        )
 
 
 # --- BatchNormalization ------------------------------------------------------
@@ -306,23 +341,10 @@ class BatchNormalization(keras.layers.Layer):
 
     def build(self, input_shape):
         rank = len(input_shape)
-        if not -rank <= self.axis < rank:
-            raise ValueError(
-                f"axis={self.axis} is out of bounds for an input of rank {rank}, "
-                f"received: input_shape={tuple(input_shape)}"
-            )
+        _check_axes_in_bounds(self.axis, [self.axis], input_shape)
         channels = input_shape[self.axis]
         shape = (channels,)
-        if self.scale:
-            self.gamma = self.add_weight(
-                name="gamma", shape=shape, initializer=self.gamma_initializer,
-                regularizer=self.gamma_regularizer, constraint=self.gamma_constraint, autocast=False,
-            )
-        if self.center:
-            self.beta = self.add_weight(
-                name="beta", shape=shape, initializer=self.beta_initializer,
-                regularizer=self.beta_regularizer, constraint=self.beta_constraint, autocast=False,
-            )
+        _add_gamma_and_beta(self, shape)
         self.moving_mean = self.add_weight(
             name="moving_mean", shape=shape, initializer=self.moving_mean_initializer, trainable=False, autocast=False,
         )
@@ -345,8 +367,7 @@ class BatchNormalization(keras.layers.Layer):
         # NOTE: as Keras, normalize float16/bfloat16 in float32 (result_type with float32).
         compute_dtype = keras.backend.result_type(inputs.dtype, "float32")
         x = tf.cast(inputs, compute_dtype)
-        gamma = None if self.gamma is None else tf.cast(self.gamma, compute_dtype)
-        beta = None if self.beta is None else tf.cast(self.beta, compute_dtype)
+        gamma, beta = _gamma_and_beta(self, compute_dtype)
         moving_mean = tf.cast(self.moving_mean, compute_dtype)
         moving_variance = tf.cast(self.moving_variance, compute_dtype)
 
@@ -500,34 +521,19 @@ class LayerNormalization(keras.layers.Layer):
     def build(self, input_shape):
         rank = len(input_shape)
         axes = self.axis if isinstance(self.axis, list) else [self.axis]
-        for a in axes:
-            if not -rank <= a < rank:
-                raise ValueError(
-                    f"axis={self.axis} is out of bounds for an input of rank {rank}, "
-                    f"received: input_shape={tuple(input_shape)}"
-                )
+        _check_axes_in_bounds(self.axis, axes, input_shape)
         # As Keras: the axis attribute becomes a sorted list once built.
         self.axis = sorted(axes)
         shape = tuple(input_shape[a] for a in self.axis)
         self.gamma = self.beta = None
-        if self.scale:
-            self.gamma = self.add_weight(
-                name="gamma", shape=shape, initializer=self.gamma_initializer,
-                regularizer=self.gamma_regularizer, constraint=self.gamma_constraint, autocast=False,
-            )
-        if self.center:
-            self.beta = self.add_weight(
-                name="beta", shape=shape, initializer=self.beta_initializer,
-                regularizer=self.beta_regularizer, constraint=self.beta_constraint, autocast=False,
-            )
+        _add_gamma_and_beta(self, shape)
         positive_axes = sorted(a % rank for a in self.axis)
         self._op = layer_norm_op(positive_axes, self.epsilon)
 
     def call(self, inputs):
         compute_dtype = keras.backend.result_type(inputs.dtype, "float32")
         x = tf.cast(inputs, compute_dtype)
-        gamma = None if self.gamma is None else tf.cast(self.gamma, compute_dtype)
-        beta = None if self.beta is None else tf.cast(self.beta, compute_dtype)
+        gamma, beta = _gamma_and_beta(self, compute_dtype)
         y = self._op(x, gamma, beta)
         return tf.cast(y, self.compute_dtype)
 

@@ -1,4 +1,4 @@
-"""Adam (with the AMSGrad variant) and AdamW, Adam with decoupled weight decay."""
+"""The Adam optimizers: Adam (AMSGrad optional), AdamW (decoupled weight decay)."""
 
 import keras
 import tensorflow as tf
