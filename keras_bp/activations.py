@@ -11,7 +11,9 @@ the derivative is a function of the output (sigmoid, tanh, softmax, exp, elu,
 selu) the pair saves the output rather than recomputing it.
 
 `get(identifier)` returns the `ActivationPair` for a name (or a
-`keras.activations` function, or a pair); the module-level functions
+`keras.activations` function, or a pair), `configured(name, **options)` the
+pair of an activation with options (relu's max_value, softmax's axis, ...),
+as keras_bp's activation layers use it; the module-level functions
 (`relu(x)`, `sigmoid(x)`, ...) apply an activation as a manual-gradient op,
 like their `keras.activations` namesakes.
 
@@ -325,6 +327,34 @@ def get(identifier):
         f"Unknown activation: {identifier!r}. keras_bp supports these "
         f"activations (by name or as keras.activations functions): {', '.join(SUPPORTED)}."
     )
+
+
+# The activations that take options (the keyword arguments of their
+# keras.activations namesakes), by name.
+_WITH_OPTIONS = {
+    "relu": _relu_pair,
+    "leaky_relu": _leaky_relu_pair,
+    "softmax": _softmax_pair,
+    "elu": _elu_pair,
+    "gelu": _gelu_pair,
+}
+
+
+def configured(name, **options):
+    """The `ActivationPair` for `name` with options, as keras_bp's layers use it.
+
+        configured("relu", negative_slope=0.1, max_value=6.0, threshold=0.0)
+        configured("softmax", axis=(1, 2))
+
+    The options are the keyword arguments of the `keras.activations` function
+    of that name (see `_WITH_OPTIONS` for the names); equal options give the
+    same (cached) pair.
+    """
+    if name not in _WITH_OPTIONS:
+        raise ValueError(
+            f"Activation {name!r} takes no options; these do: {', '.join(sorted(_WITH_OPTIONS))}."
+        )
+    return _WITH_OPTIONS[name](**options)
 
 
 def serialize(pair):

@@ -43,6 +43,7 @@ multiplies de/dt by (1 - a).
 import keras
 import tensorflow as tf
 
+from keras_bp._validation import check_int, check_unit_interval
 from keras_bp.core import manual_gradient
 
 __all__ = [
@@ -251,8 +252,8 @@ class _SmoothedCrossentropy(_ManualLoss):
     def __init__(self, from_logits, label_smoothing, axis, reduction, name, dtype):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         self.from_logits = bool(from_logits)
-        self.label_smoothing = _check_label_smoothing(label_smoothing)
-        self.axis = _check_axis(axis)
+        self.label_smoothing = check_unit_interval("label_smoothing", label_smoothing)
+        self.axis = check_int("axis", axis)
 
     def call(self, y_true, y_pred):
         op, y_pred = self._op_and_input(y_pred)
@@ -304,18 +305,6 @@ class HalfSquaredError(_ManualLoss):
     def __init__(self, reduction="sum_over_batch_size", name="half_squared_error", dtype=None):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         self._op = _half_squared_error
-
-
-def _check_label_smoothing(value):
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 1:
-        raise ValueError(f"label_smoothing must be a float in [0, 1], received: label_smoothing={value!r}")
-    return float(value)
-
-
-def _check_axis(value):
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"axis must be an integer, received: axis={value!r}")
-    return value
 
 
 @keras.saving.register_keras_serializable(package="keras_bp")
@@ -408,10 +397,9 @@ class SparseCategoricalCrossentropy(_ManualLoss):
         dtype=None,
     ):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
-        if _check_axis(axis) != -1:
+        if check_int("axis", axis) != -1:
             raise ValueError(f"Only axis=-1 is supported, received: axis={axis!r}")
-        if ignore_class is not None and (isinstance(ignore_class, bool) or not isinstance(ignore_class, int)):
-            raise ValueError(f"ignore_class must be an integer or None, received: ignore_class={ignore_class!r}")
+        check_int("ignore_class", ignore_class, allow_none=True)
         self.from_logits = bool(from_logits)
         self.ignore_class = ignore_class
         self.axis = axis

@@ -236,12 +236,12 @@ def test_batch_norm_checks_gradients_of_mean_and_variance_outputs():
     # The training op also outputs the batch mean and variance; a loss on them must backpropagate too.
     from keras_bp.layers.normalization import batch_norm_train_op
 
-    op = batch_norm_train_op([0, 1], 1e-3, True, True)
+    op = batch_norm_train_op([0, 1], 1e-3)
     x = tf.random.normal((4, 3, 2), dtype="float64")
     gamma, beta = tf.random.normal((2,), dtype="float64"), tf.random.normal((2,), dtype="float64")
 
     def loss(x):
-        y, mean, variance = op(x, gamma, beta)
+        y, mean, variance = op(x, gamma, beta, None)
         return tf.reduce_sum(y * y) + tf.reduce_sum(mean * [1.0, 2.0]) + tf.reduce_sum(variance * [3.0, -1.0])
 
     with tf.GradientTape() as tape:

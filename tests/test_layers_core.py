@@ -112,3 +112,11 @@ def test_weights_transfer_both_ways_in_whole_models():
     ours.set_weights([w * 0.5 for w in ours.get_weights()])
     theirs.set_weights(ours.get_weights())
     np.testing.assert_allclose(ours(x), theirs(x), rtol=1e-6)
+
+
+def test_configured_gives_the_cached_pair_with_options():
+    assert activations.configured("softmax", axis=1) is activations.configured("softmax", axis=1)
+    assert dict(activations.configured("relu", max_value=6.0).config)["max_value"] == 6.0
+    assert activations.configured("elu", alpha=0.5).name == "elu"
+    with pytest.raises(ValueError, match="takes no options"):
+        activations.configured("tanh")

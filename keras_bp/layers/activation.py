@@ -8,8 +8,8 @@ import keras
 import tensorflow as tf
 
 from keras_bp import activations
+from keras_bp._validation import check_non_negative
 from keras_bp.core import manual_gradient
-from keras_bp.layers._validation import check_non_negative
 
 
 class _ActivationLayer(keras.layers.Layer):
@@ -63,7 +63,9 @@ class ReLU(_ActivationLayer):
         self.max_value = check_non_negative("max_value", max_value, allow_none=True)
         self.negative_slope = check_non_negative("negative_slope", negative_slope)
         self.threshold = check_non_negative("threshold", threshold)
-        self.pair = activations._relu_pair(self.negative_slope, self.max_value, self.threshold)
+        self.pair = activations.configured(
+            "relu", negative_slope=self.negative_slope, max_value=self.max_value, threshold=self.threshold
+        )
 
     def get_config(self):
         return {
@@ -90,7 +92,7 @@ class LeakyReLU(_ActivationLayer):
             )
         super().__init__(**kwargs)
         self.negative_slope = check_non_negative("negative_slope", negative_slope)
-        self.pair = activations._leaky_relu_pair(self.negative_slope)
+        self.pair = activations.configured("leaky_relu", negative_slope=self.negative_slope)
 
     def get_config(self):
         return {**super().get_config(), "negative_slope": self.negative_slope}
@@ -107,7 +109,7 @@ class ELU(_ActivationLayer):
     def __init__(self, alpha=1.0, **kwargs):
         super().__init__(**kwargs)
         self.alpha = float(alpha)
-        self.pair = activations._elu_pair(self.alpha)
+        self.pair = activations.configured("elu", alpha=self.alpha)
 
     def get_config(self):
         return {**super().get_config(), "alpha": self.alpha}
@@ -120,7 +122,7 @@ def _masked_softmax_op(axis):
     Backward: dz = y * (dy - sum(dy * y, axis)) on kept positions, 0 on masked
     ones (y is already 0 there, and the where in the forward blocks them).
     """
-    softmax = activations._softmax_pair(axis)
+    softmax = activations.configured("softmax", axis=axis)
 
     def forward(z, mask):
         mask = tf.cast(mask, tf.bool)
@@ -158,7 +160,7 @@ class Softmax(keras.layers.Layer):
         axis_key = tuple(axis) if isinstance(axis, (list, tuple)) else axis
         if isinstance(axis_key, tuple) and len(axis_key) == 1:
             axis_key = axis_key[0]
-        self._pair = activations._softmax_pair(axis_key)
+        self._pair = activations.configured("softmax", axis=axis_key)
         self._masked_op = _masked_softmax_op(axis_key)
 
     def call(self, inputs, mask=None):

@@ -1,131 +1,30 @@
-"""Conv1D and Conv2D: one convolution forward/backward pair for both.
+"""The convolution layers (Conv1D, Conv2D): one forward/backward pair for both ranks.
 
 Both layers run the same 2-D math on channels-last tensors. A Conv1D input
 `(batch, steps, channels)` is a 2-D image of height 1, `(batch, 1, steps,
 channels)`, and its kernel `(k, in/groups, filters)` a `(1, k, in/groups,
 filters)` kernel; channels_first inputs are transposed to channels_last
 inside the op, because TensorFlow's CPU convolution only supports NHWC (Keras
-transposes for pooling for the same reason). The layout changes are part of
-the op's forward, and undone on the gradients in its backward, so the whole
-layer is one hand-written op.
-
-The spatial helpers here (argument checks, layout changes, output sizes) are
-shared with the pooling layers.
+transposes for pooling for the same reason). The layout changes
+(`keras_bp.layers._spatial.Layout`) are part of the op's forward, and undone
+on the gradients in its backward, so the whole layer is one hand-written op.
 """
 
-import numbers
 from typing import NamedTuple
 
 import keras
 import tensorflow as tf
 
-from keras_bp import activations
+from keras_bp._validation import check_input_rank, check_positive_int, reject_keras_only_options
 from keras_bp.core import manual_gradient
-from keras_bp.layers._validation import check_positive_int
-from keras_bp.layers._weights import add_kernel_and_bias
-
-# --- argument checks shared with pooling -------------------------------------
-
-
-def standardize_tuple(name, value, n):
-    """An int or n ints, each a positive integer, as a tuple of n ints."""
-    values = (value,) * n if isinstance(value, numbers.Integral) else value
-    try:
-        values = tuple(values)
-    except TypeError:
-        values = None
-    if (
-        values is None
-        or len(values) != n
-        or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v > 0 for v in values)
-    ):
-        raise ValueError(
-            f"{name} must be a positive integer or a tuple of {n} positive "
-            f"integers, received: {name}={value!r}"
-        )
-    return tuple(int(v) for v in values)
-
-
-def standardize_padding(padding, allowed):
-    """'valid', 'same' (any case), or 'causal' where allowed."""
-    if isinstance(padding, str) and padding.lower() in allowed:
-        return padding.lower()
-    raise ValueError(
-        f"padding must be one of {', '.join(repr(a) for a in allowed)}, "
-        f"received: padding={padding!r}"
-    )
-
-
-def standardize_data_format(data_format):
-    """None means keras.config.image_data_format(), as in Keras."""
-    if data_format is None:
-        data_format = keras.config.image_data_format()
-    if isinstance(data_format, str) and data_format.lower() in ("channels_last", "channels_first"):
-        return data_format.lower()
-    raise ValueError(
-        "data_format must be 'channels_last' or 'channels_first', "
-        f"received: data_format={data_format!r}"
-    )
-
-
-def spatial_shape(input_shape, data_format):
-    """The spatial sizes of an input shape (batch and channels dropped)."""
-    return tuple(input_shape[1:-1] if data_format == "channels_last" else input_shape[2:])
-
-
-def output_size(n, window, stride, dilation, padding):
-    """Length of one output axis; None for an unknown input length.
-
-        valid:        floor((n - d (k - 1) - 1) / s) + 1
-        same, causal: ceil(n / s)
-    """
-    if n is None:
-        return None
-    if padding == "valid":
-        return (n - dilation * (window - 1) - 1) // stride + 1
-    return -(-n // stride)
-
-
-def check_output_not_empty(layer_name, input_shape, out_spatial, window_name, window):
-    """A 'valid' window larger than the input gives an empty output: say so."""
-    if any(n is not None and n <= 0 for n in out_spatial):
-        raise ValueError(
-            f"{layer_name}: {window_name}={window} does not fit in the input "
-            f"with padding='valid' (the output would have spatial shape "
-            f"{tuple(out_spatial)}), received: input_shape={tuple(input_shape)}. "
-            "Use a smaller window, padding='same', or a larger input."
-        )
-
-
-# --- layout: every op computes on (batch, height, width, channels) -----------
-
-
-class Layout(NamedTuple):
-    """How a layer's tensors map to the 4-D NHWC tensors the math runs on."""
-
-    rank: int  # 1 or 2 spatial axes
-    channels_first: bool
-
-    def to_nhwc(self, x):
-        """(N, C, *spatial) or (N, *spatial, C) -> (N, H, W, C); H = 1 for rank 1."""
-        if self.channels_first:
-            x = tf.transpose(x, (0,) + tuple(range(2, self.rank + 2)) + (1,))
-        if self.rank == 1:
-            x = tf.expand_dims(x, 1)
-        return x
-
-    def from_nhwc(self, x):
-        """Inverse of to_nhwc."""
-        if self.rank == 1:
-            x = tf.squeeze(x, 1)
-        if self.channels_first:
-            x = tf.transpose(x, (0, self.rank + 1) + tuple(range(1, self.rank + 1)))
-        return x
-
-    def spatial_2d(self, values):
-        """Per-axis window sizes or strides lifted to 2 axes: (k,) -> (1, k)."""
-        return (1,) + tuple(values) if self.rank == 1 else tuple(values)
-
+from keras_bp.layers._kernel import KernelLayer
+from keras_bp.layers._spatial import (
+    Layout,
+    standardize_data_format,
+    standardize_padding,
+    standardize_tuple,
+    windowed_output_shape,
+)
 
 # --- the convolution pair ----------------------------------------------------
 
@@ -196,8 +95,17 @@ def _maybe_xla(fn, spec):
     return tf.function(fn, jit_compile=True, reduce_retracing=True) if needs_xla else fn
 
 
-def conv_op(layout, spec, activation, use_bias):
-    """The Conv layer as one manual-gradient op: (x, kernel[, bias]) -> y.
+class ConvSaved(NamedTuple):
+    """What the convolution op's forward saves for its backward."""
+
+    x: tf.Tensor  # the NHWC input, for dW = x (*) dz
+    kernel_2d: tf.Tensor  # W (a 1-D kernel lifted to 2-D), for dx
+    has_bias: bool  # whether b was given (else db is None)
+    activation_saved: object  # what the activation's backward needs
+
+
+def conv_op(layout, spec, activation):
+    """The Conv layer as one manual-gradient op: (x, kernel, bias or None) -> y.
 
     Forward (on NHWC tensors, see `Layout`):
         z = x (*) W + b            (N, H', W', F)     conv_forward
@@ -207,7 +115,7 @@ def conv_op(layout, spec, activation, use_bias):
         dz = dy * f'(z)                                activation's backward
         dx = dz (*)^T W            (N, H, W, C_in)     conv_input_grad
         dW = x (*) dz              (kh, kw, C_g, F)    conv_kernel_grad
-        db = sum over n, i, j of dz          (F,)
+        db = sum over n, i, j of dz          (F,)      None without a bias
 
     Saves the NHWC input, the kernel, and what the activation's backward needs.
     """
@@ -215,27 +123,25 @@ def conv_op(layout, spec, activation, use_bias):
     input_grad = _maybe_xla(conv_input_grad, spec)
     kernel_grad = _maybe_xla(conv_kernel_grad, spec)
 
-    def forward(x, kernel, *bias):
+    def forward(x, kernel, bias):
         x = layout.to_nhwc(x)
         kernel_2d = kernel[tf.newaxis] if layout.rank == 1 else kernel
         z = forward_math(spec, x, kernel_2d)
-        if use_bias:
+        if bias is not None:
             # NOTE: BiasAdd, not +: the same sums, and grappler fuses Conv2D + BiasAdd (+ relu).
-            z = tf.nn.bias_add(z, bias[0])
+            z = tf.nn.bias_add(z, bias)
         y, activation_saved = activation.forward(z)
-        return layout.from_nhwc(y), (x, kernel_2d, activation_saved)
+        return layout.from_nhwc(y), ConvSaved(x, kernel_2d, bias is not None, activation_saved)
 
     def backward(saved, dy):
-        x, kernel_2d, activation_saved = saved
-        dz = activation.backward(activation_saved, layout.to_nhwc(dy))
+        x, kernel_2d = saved.x, saved.kernel_2d
+        dz = activation.backward(saved.activation_saved, layout.to_nhwc(dy))
         dx = input_grad(spec, tf.shape(x), kernel_2d, dz)
         dkernel = kernel_grad(spec, x, tf.shape(kernel_2d), dz)
         if layout.rank == 1:
             dkernel = dkernel[0]
-        grads = (layout.from_nhwc(dx), dkernel)
-        if use_bias:
-            grads += (tf.raw_ops.BiasAddGrad(out_backprop=dz),)  # sum of dz over n, i, j
-        return grads
+        dbias = tf.raw_ops.BiasAddGrad(out_backprop=dz) if saved.has_bias else None  # sum of dz over n, i, j
+        return layout.from_nhwc(dx), dkernel, dbias
 
     return manual_gradient(forward, backward, name=f"conv{layout.rank}d_{activation.name}")
 
@@ -243,7 +149,7 @@ def conv_op(layout, spec, activation, use_bias):
 # --- the layers ---------------------------------------------------------------
 
 
-class _Conv(keras.layers.Layer):
+class _Conv(KernelLayer):
     """Shared body of Conv1D and Conv2D; `rank` is the number of spatial axes."""
 
     rank = None
@@ -268,13 +174,11 @@ class _Conv(keras.layers.Layer):
         bias_constraint=None,
         **kwargs,
     ):
-        for unsupported in ("lora_rank", "lora_alpha"):
-            if kwargs.pop(unsupported, None) is not None:
-                raise ValueError(
-                    f"keras_bp.layers.{type(self).__name__} does not support "
-                    f"{unsupported}; use keras.layers.{type(self).__name__} for LoRA."
-                )
-        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
+        reject_keras_only_options(self, kwargs, ("lora_rank", "lora_alpha"))
+        super().__init__(
+            activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer,
+            activity_regularizer, kernel_constraint, bias_constraint, **kwargs,
+        )
         rank = self.rank
         self.filters = check_positive_int("filters", filters)
         self.groups = check_positive_int("groups", groups)
@@ -294,14 +198,6 @@ class _Conv(keras.layers.Layer):
                 "strides > 1 is not supported together with dilation_rate > 1, "
                 f"received: strides={self.strides}, dilation_rate={self.dilation_rate}"
             )
-        self.activation = activations.get(activation)
-        self.use_bias = use_bias
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.bias_initializer = keras.initializers.get(bias_initializer)
-        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
-        self.bias_regularizer = keras.regularizers.get(bias_regularizer)
-        self.kernel_constraint = keras.constraints.get(kernel_constraint)
-        self.bias_constraint = keras.constraints.get(bias_constraint)
         self.input_spec = keras.layers.InputSpec(ndim=rank + 2)
 
         self._layout = Layout(rank, self.data_format == "channels_first")
@@ -311,8 +207,7 @@ class _Conv(keras.layers.Layer):
             padding=self._tf_padding(),
             groups=self.groups,
         )
-        fused, self._activation_after = activations.fused_and_after(self.activation)
-        self._op = conv_op(self._layout, spec, fused, use_bias)
+        self._op = conv_op(self._layout, spec, self._fused_activation)
 
     def _tf_padding(self):
         if self.padding != "causal":
@@ -324,11 +219,7 @@ class _Conv(keras.layers.Layer):
 
     def build(self, input_shape):
         channel_axis = -1 if self.data_format == "channels_last" else 1
-        if len(input_shape) != self.rank + 2:
-            raise ValueError(
-                f"{type(self).__name__} expects inputs of rank {self.rank + 2}, "
-                f"received: input_shape={tuple(input_shape)} (rank {len(input_shape)})"
-            )
+        check_input_rank(type(self).__name__, "inputs", input_shape, rank=self.rank + 2)
         input_channels = input_shape[channel_axis]
         if input_channels is None:
             raise ValueError(
@@ -341,31 +232,11 @@ class _Conv(keras.layers.Layer):
                 f"received: groups={self.groups}, input_shape={tuple(input_shape)}"
             )
         self.compute_output_shape(input_shape)  # raises for a kernel that does not fit
-        add_kernel_and_bias(self, self.kernel_size + (input_channels // self.groups, self.filters), (self.filters,))
+        self._add_kernel_and_bias(self.kernel_size + (input_channels // self.groups, self.filters), (self.filters,))
         self.input_spec = keras.layers.InputSpec(ndim=self.rank + 2, axes={channel_axis: input_channels})
 
-    def call(self, inputs):
-        # Trap 1: read the weights here, outside the custom gradient.
-        weights = [tf.convert_to_tensor(self.kernel)]
-        if self.use_bias:
-            weights.append(tf.convert_to_tensor(self.bias))
-        outputs = self._op(inputs, *weights)
-        if self._activation_after is not None:
-            return activations.apply(self._activation_after, outputs)
-        return outputs
-
     def compute_output_shape(self, input_shape):
-        input_shape = tuple(input_shape)
-        out_spatial = tuple(
-            output_size(n, k, s, d, self.padding)
-            for n, k, s, d in zip(
-                spatial_shape(input_shape, self.data_format), self.kernel_size, self.strides, self.dilation_rate
-            )
-        )
-        check_output_not_empty(type(self).__name__, input_shape, out_spatial, "kernel_size", self.kernel_size)
-        if self.data_format == "channels_last":
-            return (input_shape[0],) + out_spatial + (self.filters,)
-        return (input_shape[0], self.filters) + out_spatial
+        return windowed_output_shape(self, input_shape, "kernel_size", self.kernel_size, self.dilation_rate, self.filters)
 
     def get_config(self):
         base_config = super().get_config()
@@ -377,15 +248,8 @@ class _Conv(keras.layers.Layer):
             "data_format": self.data_format,
             "dilation_rate": self.dilation_rate,
             "groups": self.groups,
-            "activation": activations.serialize(self.activation),
-            "use_bias": self.use_bias,
-            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
-            "bias_initializer": keras.initializers.serialize(self.bias_initializer),
-            "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
-            "bias_regularizer": keras.regularizers.serialize(self.bias_regularizer),
+            **self._kernel_options_config(),
             "activity_regularizer": keras.regularizers.serialize(self.activity_regularizer),
-            "kernel_constraint": keras.constraints.serialize(self.kernel_constraint),
-            "bias_constraint": keras.constraints.serialize(self.bias_constraint),
         }
         return {**base_config, **config}
 

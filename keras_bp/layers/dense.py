@@ -1,16 +1,26 @@
 """Dense: y = activation(x @ kernel + bias), with its backward written out."""
 
+from typing import NamedTuple
+
 import keras
 import tensorflow as tf
 
-from keras_bp import activations
+from keras_bp._validation import check_positive_int, reject_keras_only_options
 from keras_bp.core import manual_gradient
-from keras_bp.layers._validation import check_positive_int
-from keras_bp.layers._weights import add_kernel_and_bias
+from keras_bp.layers._kernel import KernelLayer
 
 
-def dense_forward(activation, x, kernel, *bias):
-    """Forward of Dense with a fused activation.
+class DenseSaved(NamedTuple):
+    """What Dense's forward saves for its backward."""
+
+    x: tf.Tensor  # the input, for dW = x^T dz
+    kernel: tf.Tensor  # W, for dx = dz W^T
+    has_bias: bool  # whether b was given (else db is None)
+    activation_saved: object  # what the activation's backward needs
+
+
+def dense_forward(activation, x, kernel, bias):
+    """Forward of Dense with a fused activation; `bias` is None without one.
 
         z = x @ W + b          (..., units)
         y = f(z)               (..., units)
@@ -19,13 +29,13 @@ def dense_forward(activation, x, kernel, *bias):
     activation's backward needs (its output, for sigmoid, tanh, softmax).
     """
     z = _matmul(x, kernel)
-    if bias:
-        z = z + bias[0]
+    if bias is not None:
+        z = z + bias
     y, activation_saved = activation.forward(z)
-    return y, (x, kernel, activation_saved)
+    return y, DenseSaved(x, kernel, bias is not None, activation_saved)
 
 
-def dense_backward(activation, saved, dy, use_bias):
+def dense_backward(activation, saved, dy):
     """Backward of Dense.
 
     With dy = dL/dy (..., units):
@@ -33,16 +43,14 @@ def dense_backward(activation, saved, dy, use_bias):
         dz = dy * f'(z)                    (..., units)   activation's backward
         dx = dz @ W^T                      (..., in)
         dW = sum over rows of x^T dz       (in, units)    leading axes flattened
-        db = sum over rows of dz           (units,)
+        db = sum over rows of dz           (units,)       None without a bias
     """
-    x, kernel, activation_saved = saved
-    dz = activation.backward(activation_saved, dy)
-    dx = _matmul(dz, kernel, transpose_b=True)
-    x_rows, dz_rows = _rows(x), _rows(dz)
+    dz = activation.backward(saved.activation_saved, dy)
+    dx = _matmul(dz, saved.kernel, transpose_b=True)
+    x_rows, dz_rows = _rows(saved.x), _rows(dz)
     dkernel = tf.matmul(x_rows, dz_rows, transpose_a=True)
-    if use_bias:
-        return dx, dkernel, tf.reduce_sum(dz_rows, axis=0)
-    return dx, dkernel
+    dbias = tf.reduce_sum(dz_rows, axis=0) if saved.has_bias else None
+    return dx, dkernel, dbias
 
 
 def _rows(x):
@@ -61,18 +69,18 @@ def _matmul(x, kernel, transpose_b=False):
     return tf.reshape(rows, tf.concat([tf.shape(x)[:-1], out], 0))
 
 
-def _dense_op(activation, use_bias):
-    def forward(x, kernel, *bias):
-        return dense_forward(activation, x, kernel, *bias)
+def _dense_op(activation):
+    def forward(x, kernel, bias):
+        return dense_forward(activation, x, kernel, bias)
 
     def backward(saved, dy):
-        return dense_backward(activation, saved, dy, use_bias)
+        return dense_backward(activation, saved, dy)
 
     return manual_gradient(forward, backward, name=f"dense_{activation.name}")
 
 
 @keras.saving.register_keras_serializable(package="keras_bp")
-class Dense(keras.layers.Layer):
+class Dense(KernelLayer):
     """Densely connected layer with a hand-derived backward pass.
 
     Drop-in for `keras.layers.Dense`: same arguments, defaults, weights
@@ -117,26 +125,15 @@ class Dense(keras.layers.Layer):
         bias_constraint=None,
         **kwargs,
     ):
-        for unsupported in ("lora_rank", "lora_alpha", "quantization_config"):
-            if kwargs.pop(unsupported, None) is not None:
-                raise ValueError(
-                    f"keras_bp.layers.Dense does not support {unsupported}; "
-                    "use keras.layers.Dense for LoRA or quantization."
-                )
-        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
+        reject_keras_only_options(self, kwargs, ("lora_rank", "lora_alpha", "quantization_config"))
+        super().__init__(
+            activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer,
+            activity_regularizer, kernel_constraint, bias_constraint, **kwargs,
+        )
         self.units = check_positive_int("units", units)
-        self.activation = activations.get(activation)
-        self.use_bias = use_bias
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.bias_initializer = keras.initializers.get(bias_initializer)
-        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
-        self.bias_regularizer = keras.regularizers.get(bias_regularizer)
-        self.kernel_constraint = keras.constraints.get(kernel_constraint)
-        self.bias_constraint = keras.constraints.get(bias_constraint)
         self.input_spec = keras.layers.InputSpec(min_ndim=2)
         self.supports_masking = True
-        fused, self._activation_after = activations.fused_and_after(self.activation)
-        self._op = _dense_op(fused, use_bias)
+        self._op = _dense_op(self._fused_activation)
 
     def build(self, input_shape):
         input_dim = input_shape[-1]
@@ -145,33 +142,11 @@ class Dense(keras.layers.Layer):
                 "The last dimension of the input to Dense must be known, "
                 f"received: input_shape={tuple(input_shape)}"
             )
-        add_kernel_and_bias(self, (input_dim, self.units), (self.units,))
+        self._add_kernel_and_bias((input_dim, self.units), (self.units,))
         self.input_spec = keras.layers.InputSpec(min_ndim=2, axes={-1: input_dim})
-
-    def call(self, inputs):
-        # Trap 1: read the weights here, outside the custom gradient.
-        weights = [tf.convert_to_tensor(self.kernel)]
-        if self.use_bias:
-            weights.append(tf.convert_to_tensor(self.bias))
-        outputs = self._op(inputs, *weights)
-        if self._activation_after is not None:
-            return activations.apply(self._activation_after, outputs)
-        return outputs
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.units,)
 
     def get_config(self):
-        base_config = super().get_config()
-        config = {
-            "units": self.units,
-            "activation": activations.serialize(self.activation),
-            "use_bias": self.use_bias,
-            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
-            "bias_initializer": keras.initializers.serialize(self.bias_initializer),
-            "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
-            "bias_regularizer": keras.regularizers.serialize(self.bias_regularizer),
-            "kernel_constraint": keras.constraints.serialize(self.kernel_constraint),
-            "bias_constraint": keras.constraints.serialize(self.bias_constraint),
-        }
-        return {**base_config, **config}
+        return {**super().get_config(), "units": self.units, **self._kernel_options_config()}

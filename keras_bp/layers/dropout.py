@@ -3,8 +3,8 @@
 import keras
 import tensorflow as tf
 
+from keras_bp._validation import check_unit_interval
 from keras_bp.core import manual_gradient
-from keras_bp.layers._validation import check_rate
 
 
 def dropout_forward(x, scaled_mask):
@@ -44,7 +44,7 @@ class Dropout(keras.layers.Layer):
 
     def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
         super().__init__(**kwargs)
-        self.rate = check_rate("rate", rate)
+        self.rate = check_unit_interval("rate", rate)
         self.seed = seed
         self.noise_shape = self._validated_noise_shape(noise_shape)
         if self.rate > 0:

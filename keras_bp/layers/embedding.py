@@ -3,8 +3,8 @@
 import keras
 import tensorflow as tf
 
+from keras_bp._validation import check_positive_int, reject_keras_only_options
 from keras_bp.core import manual_gradient
-from keras_bp.layers._validation import check_positive_int
 
 
 def embedding_forward(ids, embeddings):
@@ -79,12 +79,7 @@ class Embedding(keras.layers.Layer):
         weights=None,
         **kwargs,
     ):
-        for unsupported in ("lora_rank", "lora_alpha", "quantization_config"):
-            if kwargs.pop(unsupported, None) is not None:
-                raise ValueError(
-                    f"keras_bp.layers.Embedding does not support {unsupported}; "
-                    "use keras.layers.Embedding for LoRA or quantization."
-                )
+        reject_keras_only_options(self, kwargs, ("lora_rank", "lora_alpha", "quantization_config"))
         # Keras accepts and ignores the deprecated input_length.
         kwargs.pop("input_length", None)
         super().__init__(**kwargs)
@@ -118,7 +113,7 @@ class Embedding(keras.layers.Layer):
     def call(self, inputs):
         if inputs.dtype not in (tf.int32, tf.int64):
             inputs = tf.cast(inputs, tf.int32)
-        # Trap 1: read the table here, outside the custom gradient.
+        # Trap 1 (docs/traps.md): read the table here, outside the custom gradient.
         outputs = _embedding_op(inputs, tf.convert_to_tensor(self.embeddings))
         return tf.cast(outputs, self.compute_dtype)
 

@@ -1,4 +1,4 @@
-"""BatchNormalization and LayerNormalization, with their backward passes written out.
+"""The normalization layers: y = gamma (x - mean) / sqrt(var + eps) + beta, with its backward.
 
 Both normalize x over some axes S (|S| = N elements per statistic) and then
 scale and shift:
@@ -14,11 +14,12 @@ are per channel); LayerNormalization takes S = its `axis` (gamma and beta are
 per normalized element). One backward (`normalize_backward`) serves both.
 """
 
-import numbers
+from typing import NamedTuple
 
 import keras
 import tensorflow as tf
 
+from keras_bp._validation import check_int
 from keras_bp.core import manual_gradient
 
 # --- the shared math -------------------------------------------------------
@@ -94,17 +95,64 @@ def masked_moments(x, m, axes):
     return mean, variance, total
 
 
+# --- what both layers do with gamma and beta -------------------------------------
+
+
+def _add_gamma_and_beta(layer, shape):
+    """Adds `gamma` (when `layer.scale`), then `beta` (when `layer.center`), as Keras does.
+
+    Neither is autocast: the math runs in at least float32 (see the layers' `call`).
+    """
+    if layer.scale:
+        layer.gamma = layer.add_weight(
+            name="gamma", shape=shape, initializer=layer.gamma_initializer,
+            regularizer=layer.gamma_regularizer, constraint=layer.gamma_constraint, autocast=False,
+        )
+    if layer.center:
+        layer.beta = layer.add_weight(
+            name="beta", shape=shape, initializer=layer.beta_initializer,
+            regularizer=layer.beta_regularizer, constraint=layer.beta_constraint, autocast=False,
+        )
+
+
+def _gamma_and_beta(layer, dtype):
+    """The layer's gamma and beta as tensors of `dtype`, None where absent (read outside the ops)."""
+    return tuple(None if w is None else tf.cast(w, dtype) for w in (layer.gamma, layer.beta))
+
+
+def _check_axes_in_bounds(axis, axes, input_shape):
+    """Raises unless every axis in `axes` indexes the input (`axis` is the argument as given)."""
+    rank = len(input_shape)
+    if not all(-rank <= a < rank for a in axes):
+        raise ValueError(
+            f"axis={axis} is out of bounds for an input of rank {rank}, "
+            f"received: input_shape={tuple(input_shape)}"
+        )
+
+
 # --- BatchNormalization ------------------------------------------------------
 
 
-def batch_norm_train_op(axes, epsilon, use_gamma, use_beta):
-    """Training-mode batch normalization: (x[, gamma][, beta][, mask]) -> (y, mean, variance).
+class BatchNormSaved(NamedTuple):
+    """What training-mode batch normalization saves for its backward."""
+
+    x: tf.Tensor  # the input
+    mean: tf.Tensor  # mu, the input's rank with S axes of length 1
+    r: tf.Tensor  # 1 / sqrt(var + eps), mu's shape
+    gamma: object  # gamma broadcastable to x, or None
+    has_beta: bool  # whether beta was given (else dbeta is None)
+    weights: object  # (mask, sum(mask) + eps) for masked statistics, or None
+
+
+def batch_norm_train_op(axes, epsilon):
+    """Training-mode batch normalization: (x, gamma, beta, mask) -> (y, mean, variance).
 
     Statistics over axes S = all but the channel axis; gamma, beta, mean,
-    variance are per channel, shape (C,). mean and variance are outputs too:
-    the layer updates its moving statistics with them. With `mask` (the
-    input's shape less the channel axis, broadcast to the input) the
-    statistics are Keras's masked ones (see `normalize_backward`).
+    variance are per channel, shape (C,). gamma, beta and mask may each be
+    None (absent). mean and variance are outputs too: the layer updates its
+    moving statistics with them. With `mask` (the input's shape less the
+    channel axis, broadcast to the input) the statistics are Keras's masked
+    ones (see `normalize_backward`).
 
     Backward:
         dx     = normalize_backward(...)            (input's shape)
@@ -113,8 +161,8 @@ def batch_norm_train_op(axes, epsilon, use_gamma, use_beta):
     The mask gets no gradient. Saves x, mu, r (and the mask's weights).
     """
 
-    def forward(x, *params):
-        gamma, beta, mask = _unpack(params, use_gamma, use_beta)
+    def forward(x, gamma, beta, mask):
+        has_beta = beta is not None
         gamma, beta = _per_channel(gamma, x, axes), _per_channel(beta, x, axes)
         if mask is None:
             mean, variance = moments(x, axes)
@@ -125,23 +173,25 @@ def batch_norm_train_op(axes, epsilon, use_gamma, use_beta):
         y = normalize_forward(x, mean, variance, gamma, beta, epsilon)
         r = tf.math.rsqrt(variance + epsilon)
         outputs = (y, tf.squeeze(mean, axes), tf.squeeze(variance, axes))
-        return outputs, (x, mean, r, gamma, weights)
+        return outputs, BatchNormSaved(x, mean, r, gamma, has_beta, weights)
 
     def backward(saved, dy, d_mean, d_variance):
-        x, mean, r, gamma, weights = saved
+        x, mean, r, gamma = saved.x, saved.mean, saved.r, saved.gamma
         stat_shape = tf.shape(mean)
         dx = normalize_backward(
             dy, x, mean, r, gamma, axes,
-            d_mean=tf.reshape(d_mean, stat_shape), d_variance=tf.reshape(d_variance, stat_shape), weights=weights,
+            d_mean=tf.reshape(d_mean, stat_shape), d_variance=tf.reshape(d_variance, stat_shape),
+            weights=saved.weights,
         )
-        return (dx,) + _param_grads(dy, (x - mean) * r, axes, use_gamma, use_beta) + _mask_grad(weights)
+        dgamma, dbeta = _param_grads(dy, (x - mean) * r, axes, gamma is not None, saved.has_beta)
+        return dx, dgamma, dbeta, None
 
     return manual_gradient(forward, backward, name="batch_normalization")
 
 
-def batch_norm_inference_op(axis, epsilon, use_gamma, use_beta):
+def batch_norm_inference_op(axis, epsilon):
     """Inference-mode batch normalization with the moving statistics:
-    (x, moving_mean, moving_variance[, gamma][, beta]) -> y.
+    (x, moving_mean, moving_variance, gamma, beta) -> y, gamma and beta possibly None.
 
     Forward: y = gamma (x - mm) / sqrt(mv + eps) + beta, mm and mv constants of the batch.
 
@@ -156,16 +206,16 @@ def batch_norm_inference_op(axis, epsilon, use_gamma, use_beta):
     Saves x and the statistics.
     """
 
-    def forward(x, moving_mean, moving_variance, *params):
-        gamma, beta, _ = _unpack(params, use_gamma, use_beta)
+    def forward(x, moving_mean, moving_variance, gamma, beta):
         axes = _other_axes(x, axis)
         mean, variance = _per_channel(moving_mean, x, axes), _per_channel(moving_variance, x, axes)
+        has_beta = beta is not None
         gamma, beta = _per_channel(gamma, x, axes), _per_channel(beta, x, axes)
         y = normalize_forward(x, mean, variance, gamma, beta, epsilon)
-        return y, (x, mean, variance, gamma)
+        return y, (x, mean, variance, gamma, has_beta)
 
     def backward(saved, dy):
-        x, mean, variance, gamma = saved
+        x, mean, variance, gamma, has_beta = saved
         axes = _other_axes(x, axis)
         s = tf.math.rsqrt(variance + epsilon)
         scale = s if gamma is None else gamma * s
@@ -173,36 +223,18 @@ def batch_norm_inference_op(axis, epsilon, use_gamma, use_beta):
         sum_dy_centered = tf.reduce_sum(dy * (x - mean), axes, keepdims=True)
         d_mean = -sum_dy * tf.reshape(scale, [-1])
         d_variance = tf.reshape(-0.5 * sum_dy_centered * scale * s * s, [-1])
-        grads = (dy * scale, d_mean, d_variance)
-        if use_gamma:
-            grads += (tf.reshape(sum_dy_centered * s, [-1]),)
-        if use_beta:
-            grads += (sum_dy,)
-        return grads
+        dgamma = None if gamma is None else tf.reshape(sum_dy_centered * s, [-1])
+        dbeta = sum_dy if has_beta else None
+        return dy * scale, d_mean, d_variance, dgamma, dbeta
 
     return manual_gradient(forward, backward, name="batch_normalization_inference")
 
 
-def _unpack(params, use_gamma, use_beta):
-    params = list(params)
-    gamma = params.pop(0) if use_gamma else None
-    beta = params.pop(0) if use_beta else None
-    mask = params.pop(0) if params else None
-    return gamma, beta, mask
-
-
-def _param_grads(dy, xhat, sum_axes, use_gamma, use_beta):
-    """dgamma = sum dy xhat, dbeta = sum dy over sum_axes, for the parameters in use."""
-    grads = ()
-    if use_gamma:
-        grads += (tf.reduce_sum(dy * xhat, sum_axes),)
-    if use_beta:
-        grads += (tf.reduce_sum(dy, sum_axes),)
-    return grads
-
-
-def _mask_grad(weights):
-    return () if weights is None else (None,)
+def _param_grads(dy, xhat, sum_axes, has_gamma, has_beta):
+    """(dgamma, dbeta) = (sum dy xhat, sum dy) over sum_axes, None for an absent parameter."""
+    dgamma = tf.reduce_sum(dy * xhat, sum_axes) if has_gamma else None
+    dbeta = tf.reduce_sum(dy, sum_axes) if has_beta else None
+    return dgamma, dbeta
 
 
 def _per_channel(v, x, reduction_axes):
@@ -288,9 +320,7 @@ class BatchNormalization(keras.layers.Layer):
                 "keras.layers.BatchNormalization for it."
             )
         super().__init__(**kwargs)
-        if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
-            raise ValueError(f"axis must be an integer, received: axis={axis!r}")
-        self.axis = int(axis)
+        self.axis = check_int("axis", axis)
         self.momentum = float(momentum)
         self.epsilon = float(epsilon)
         self.center = center
@@ -311,23 +341,10 @@ class BatchNormalization(keras.layers.Layer):
 
     def build(self, input_shape):
         rank = len(input_shape)
-        if not -rank <= self.axis < rank:
-            raise ValueError(
-                f"axis={self.axis} is out of bounds for an input of rank {rank}, "
-                f"received: input_shape={tuple(input_shape)}"
-            )
+        _check_axes_in_bounds(self.axis, [self.axis], input_shape)
         channels = input_shape[self.axis]
         shape = (channels,)
-        if self.scale:
-            self.gamma = self.add_weight(
-                name="gamma", shape=shape, initializer=self.gamma_initializer,
-                regularizer=self.gamma_regularizer, constraint=self.gamma_constraint, autocast=False,
-            )
-        if self.center:
-            self.beta = self.add_weight(
-                name="beta", shape=shape, initializer=self.beta_initializer,
-                regularizer=self.beta_regularizer, constraint=self.beta_constraint, autocast=False,
-            )
+        _add_gamma_and_beta(self, shape)
         self.moving_mean = self.add_weight(
             name="moving_mean", shape=shape, initializer=self.moving_mean_initializer, trainable=False, autocast=False,
         )
@@ -338,8 +355,8 @@ class BatchNormalization(keras.layers.Layer):
         self.input_spec = keras.layers.InputSpec(ndim=rank, axes={self.axis: channels})
         axis = self.axis % rank
         reduction_axes = [a for a in range(rank) if a != axis]
-        self._train_op = batch_norm_train_op(reduction_axes, self.epsilon, self.scale, self.center)
-        self._inference_op = batch_norm_inference_op(axis, self.epsilon, self.scale, self.center)
+        self._train_op = batch_norm_train_op(reduction_axes, self.epsilon)
+        self._inference_op = batch_norm_inference_op(axis, self.epsilon)
 
     def call(self, inputs, training=None, mask=None):
         if mask is not None and mask.shape.rank != inputs.shape.rank - 1:
@@ -350,23 +367,19 @@ class BatchNormalization(keras.layers.Layer):
         # NOTE: as Keras, normalize float16/bfloat16 in float32 (result_type with float32).
         compute_dtype = keras.backend.result_type(inputs.dtype, "float32")
         x = tf.cast(inputs, compute_dtype)
-        params = []
-        if self.scale:
-            params.append(tf.cast(self.gamma, compute_dtype))
-        if self.center:
-            params.append(tf.cast(self.beta, compute_dtype))
+        gamma, beta = _gamma_and_beta(self, compute_dtype)
         moving_mean = tf.cast(self.moving_mean, compute_dtype)
         moving_variance = tf.cast(self.moving_variance, compute_dtype)
 
         if training and self.trainable:
             if mask is not None:
-                params.append(tf.broadcast_to(tf.cast(mask[..., tf.newaxis], compute_dtype), tf.shape(x)))
-            y, mean, variance = self._train_op(x, *params)
+                mask = tf.broadcast_to(tf.cast(mask[..., tf.newaxis], compute_dtype), tf.shape(x))
+            y, mean, variance = self._train_op(x, gamma, beta, mask)
             # Keras's update, term for term (the update is no part of the gradient).
             self.moving_mean.assign(moving_mean * self.momentum + mean * (1.0 - self.momentum))
             self.moving_variance.assign(moving_variance * self.momentum + variance * (1.0 - self.momentum))
         else:
-            y = self._inference_op(x, moving_mean, moving_variance, *params)
+            y = self._inference_op(x, moving_mean, moving_variance, gamma, beta)
         return tf.cast(y, self.compute_dtype)
 
     def compute_output_shape(self, input_shape):
@@ -399,10 +412,11 @@ class BatchNormalization(keras.layers.Layer):
 # --- LayerNormalization -------------------------------------------------------
 
 
-def layer_norm_op(axes, epsilon, use_gamma, use_beta):
-    """Layer normalization: (x[, gamma][, beta]) -> y, statistics over `axes` per example.
+def layer_norm_op(axes, epsilon):
+    """Layer normalization: (x, gamma, beta) -> y, statistics over `axes` per example.
 
-    gamma and beta have the normalized axes' shape, broadcast to x.
+    gamma and beta have the normalized axes' shape, broadcast to x; either
+    may be None (absent).
 
     Backward:
         dx     = normalize_backward(...)                          (input's shape)
@@ -411,22 +425,22 @@ def layer_norm_op(axes, epsilon, use_gamma, use_beta):
     Saves x, mu, r.
     """
 
-    def forward(x, *params):
-        gamma, beta, _ = _unpack(params, use_gamma, use_beta)
+    def forward(x, gamma, beta):
+        has_beta = beta is not None
         gamma = None if gamma is None else _broadcastable(gamma, x, axes)
         beta = None if beta is None else _broadcastable(beta, x, axes)
         mean, variance = moments(x, axes)
         r = tf.math.rsqrt(variance + epsilon)
         y = normalize_forward(x, mean, variance, gamma, beta, epsilon)
-        return y, (x, mean, r, gamma)
+        return y, (x, mean, r, gamma, has_beta)
 
     def backward(saved, dy):
-        x, mean, r, gamma = saved
+        x, mean, r, gamma, has_beta = saved
         dx = normalize_backward(dy, x, mean, r, gamma, axes)
         other_axes = [a for a in range(x.shape.rank) if a not in axes]
         param_shape = [tf.shape(x)[a] for a in axes]
-        param_grads = _param_grads(dy, (x - mean) * r, other_axes, use_gamma, use_beta)
-        return (dx,) + tuple(tf.reshape(g, param_shape) for g in param_grads)
+        param_grads = _param_grads(dy, (x - mean) * r, other_axes, gamma is not None, has_beta)
+        return (dx,) + tuple(None if g is None else tf.reshape(g, param_shape) for g in param_grads)
 
     return manual_gradient(forward, backward, name="layer_normalization")
 
@@ -507,34 +521,20 @@ class LayerNormalization(keras.layers.Layer):
     def build(self, input_shape):
         rank = len(input_shape)
         axes = self.axis if isinstance(self.axis, list) else [self.axis]
-        for a in axes:
-            if not -rank <= a < rank:
-                raise ValueError(
-                    f"axis={self.axis} is out of bounds for an input of rank {rank}, "
-                    f"received: input_shape={tuple(input_shape)}"
-                )
+        _check_axes_in_bounds(self.axis, axes, input_shape)
         # As Keras: the axis attribute becomes a sorted list once built.
         self.axis = sorted(axes)
         shape = tuple(input_shape[a] for a in self.axis)
         self.gamma = self.beta = None
-        if self.scale:
-            self.gamma = self.add_weight(
-                name="gamma", shape=shape, initializer=self.gamma_initializer,
-                regularizer=self.gamma_regularizer, constraint=self.gamma_constraint, autocast=False,
-            )
-        if self.center:
-            self.beta = self.add_weight(
-                name="beta", shape=shape, initializer=self.beta_initializer,
-                regularizer=self.beta_regularizer, constraint=self.beta_constraint, autocast=False,
-            )
+        _add_gamma_and_beta(self, shape)
         positive_axes = sorted(a % rank for a in self.axis)
-        self._op = layer_norm_op(positive_axes, self.epsilon, self.scale, self.center)
+        self._op = layer_norm_op(positive_axes, self.epsilon)
 
     def call(self, inputs):
         compute_dtype = keras.backend.result_type(inputs.dtype, "float32")
         x = tf.cast(inputs, compute_dtype)
-        params = [tf.cast(w, compute_dtype) for w in (self.gamma, self.beta) if w is not None]
-        y = self._op(x, *params)
+        gamma, beta = _gamma_and_beta(self, compute_dtype)
+        y = self._op(x, gamma, beta)
         return tf.cast(y, self.compute_dtype)
 
     def compute_output_shape(self, input_shape):

@@ -1,7 +1,7 @@
-"""Pooling layers: max and average over windows, and global max and average.
+"""The pooling layers: a max or an average, over windows or over all positions.
 
 The windowed layers share one pair per mode, run on NHWC tensors like the
-convolutions (`keras_bp.layers.conv.Layout`: a 1-D input is an image of
+convolutions (`keras_bp.layers._spatial.Layout`: a 1-D input is an image of
 height 1, channels_first is transposed inside the op). The global layers
 reduce over the spatial axes in the layer's own layout.
 """
@@ -9,15 +9,14 @@ reduce over the spatial axes in the layer's own layout.
 import keras
 import tensorflow as tf
 
+from keras_bp._validation import check_input_rank
 from keras_bp.core import manual_gradient
-from keras_bp.layers.conv import (
+from keras_bp.layers._spatial import (
     Layout,
-    check_output_not_empty,
-    output_size,
-    spatial_shape,
     standardize_data_format,
     standardize_padding,
     standardize_tuple,
+    windowed_output_shape,
 )
 
 # --- windowed pooling -------------------------------------------------------
@@ -111,26 +110,15 @@ class _Pooling(keras.layers.Layer):
         )
 
     def build(self, input_shape):
-        if len(input_shape) != self.rank + 2:
-            raise ValueError(
-                f"{type(self).__name__} expects inputs of rank {self.rank + 2}, "
-                f"received: input_shape={tuple(input_shape)} (rank {len(input_shape)})"
-            )
+        check_input_rank(type(self).__name__, "inputs", input_shape, rank=self.rank + 2)
         self.compute_output_shape(input_shape)  # raises for a window that does not fit
 
     def call(self, inputs):
         return self._op(inputs)
 
     def compute_output_shape(self, input_shape):
-        input_shape = tuple(input_shape)
-        out_spatial = tuple(
-            output_size(n, k, s, 1, self.padding)
-            for n, k, s in zip(spatial_shape(input_shape, self.data_format), self.pool_size, self.strides)
-        )
-        check_output_not_empty(type(self).__name__, input_shape, out_spatial, "pool_size", self.pool_size)
-        if self.data_format == "channels_last":
-            return (input_shape[0],) + out_spatial + (input_shape[-1],)
-        return (input_shape[0], input_shape[1]) + out_spatial
+        channels = input_shape[-1] if self.data_format == "channels_last" else input_shape[1]
+        return windowed_output_shape(self, input_shape, "pool_size", self.pool_size, (1,) * self.rank, channels)
 
     def get_config(self):
         base_config = super().get_config()
@@ -209,7 +197,7 @@ class AveragePooling2D(_Pooling):
 
 
 def global_average_pool_op(axes, keepdims):
-    """Global average pooling as a manual-gradient op: (x[, mask]) -> y.
+    """Global average pooling as a manual-gradient op: (x, mask or None) -> y.
 
     Forward, over the spatial axes S (|S| = number of spatial positions):
         y[n, c] = (1 / |S|) sum over s in S of x[n, s, c]
@@ -221,13 +209,12 @@ def global_average_pool_op(axes, keepdims):
     The mask gets no gradient.
     """
 
-    def forward(x, *mask):
-        if mask:
+    def forward(x, mask):
+        if mask is not None:
             # Keras's formula, term for term: zero the masked steps, divide by the count.
-            m = mask[0]
-            count = tf.reduce_sum(m, axis=axes, keepdims=True)
-            y = tf.reduce_sum(tf.where(m > 0, x, tf.zeros_like(x)), axis=axes, keepdims=True) / count
-            weights = m / count
+            count = tf.reduce_sum(mask, axis=axes, keepdims=True)
+            y = tf.reduce_sum(tf.where(mask > 0, x, tf.zeros_like(x)), axis=axes, keepdims=True) / count
+            weights = mask / count
         else:
             y = tf.reduce_mean(x, axis=axes, keepdims=True)
             weights = 1 / tf.cast(tf.reduce_prod(tf.gather(tf.shape(x), axes)), x.dtype)
@@ -236,8 +223,7 @@ def global_average_pool_op(axes, keepdims):
     def backward(saved, dy):
         x_shape, kept_shape, weights = saved
         dx = tf.broadcast_to(tf.reshape(dy, kept_shape) * weights, x_shape)
-        # A mask (weights of the input's rank) is an input too; it gets no gradient.
-        return dx if weights.shape.rank == 0 else (dx, None)
+        return dx, None
 
     return manual_gradient(forward, backward, name="global_average_pool")
 
@@ -285,11 +271,7 @@ class _GlobalPooling(keras.layers.Layer):
         self._op = type(self).make_op(self._axes, bool(keepdims))
 
     def build(self, input_shape):
-        if len(input_shape) != self.rank + 2:
-            raise ValueError(
-                f"{type(self).__name__} expects inputs of rank {self.rank + 2}, "
-                f"received: input_shape={tuple(input_shape)} (rank {len(input_shape)})"
-            )
+        check_input_rank(type(self).__name__, "inputs", input_shape, rank=self.rank + 2)
 
     def call(self, inputs):
         return self._op(inputs)
@@ -345,10 +327,10 @@ class GlobalAveragePooling1D(_GlobalPooling):
         self.supports_masking = True
 
     def call(self, inputs, mask=None):
-        if mask is None:
-            return self._op(inputs)
-        channel_axis = 2 if self.data_format == "channels_last" else 1
-        return self._op(inputs, tf.expand_dims(tf.cast(mask, inputs.dtype), channel_axis))
+        if mask is not None:
+            channel_axis = 2 if self.data_format == "channels_last" else 1
+            mask = tf.expand_dims(tf.cast(mask, inputs.dtype), channel_axis)
+        return self._op(inputs, mask)
 
     def compute_mask(self, inputs, mask=None):
         return None
@@ -362,6 +344,9 @@ class GlobalAveragePooling2D(_GlobalPooling):
     )
     rank = 2
     make_op = staticmethod(global_average_pool_op)
+
+    def call(self, inputs):
+        return self._op(inputs, None)
 
 
 @keras.saving.register_keras_serializable(package="keras_bp")

@@ -1,12 +1,13 @@
-"""Flatten and Reshape: the backward of a reshape is the inverse reshape."""
+"""The reshaping layers (Flatten, Reshape): the backward of a reshape is the inverse reshape."""
 
 import math
 
 import keras
 import tensorflow as tf
 
+from keras_bp._validation import check_input_rank
 from keras_bp.core import manual_gradient
-from keras_bp.layers._validation import check_input_rank
+from keras_bp.layers._spatial import standardize_data_format
 
 
 def _reshape_op(perm=None):
@@ -48,13 +49,7 @@ class Flatten(keras.layers.Layer):
 
     def __init__(self, data_format=None, **kwargs):
         super().__init__(**kwargs)
-        data_format = data_format or keras.config.image_data_format()
-        if data_format not in ("channels_last", "channels_first"):
-            raise ValueError(
-                'data_format must be "channels_last" or "channels_first", '
-                f"received: data_format={data_format!r}"
-            )
-        self.data_format = data_format
+        self.data_format = standardize_data_format(data_format)
         self.input_spec = keras.layers.InputSpec(min_ndim=1)
         self.built = True
 

@@ -1,8 +1,10 @@
-"""What every keras_bp optimizer needs and Keras does not give: argument checks,
-the Keras 2 `lr=` spelling, and dense gradients. Private to `keras_bp.optimizers`."""
+"""Helpers every keras_bp optimizer shares beyond `keras.optimizers.Optimizer`; private to `keras_bp.optimizers`.
+
+The Keras 2 `lr=` spelling, dense gradients, the dtype of per-step scalars.
+Argument checks are `keras_bp._validation`'s.
+"""
 
 import functools
-import numbers
 import warnings
 
 import tensorflow as tf
@@ -38,35 +40,6 @@ def accepts_keras2_lr(init):
         init(self, *args, **kwargs)
 
     return __init__
-
-
-def check_learning_rate(learning_rate):
-    """Raises ValueError for a negative float learning rate.
-
-    Schedules and callables are only known when called, so they pass unchecked.
-    """
-    if isinstance(learning_rate, numbers.Real):
-        check_non_negative("learning_rate", learning_rate)
-
-
-def check_non_negative(name, value):
-    """Raises ValueError unless `value` (a number) is >= 0. Tensors pass unchecked."""
-    if isinstance(value, numbers.Real) and not value >= 0:
-        raise ValueError(f"{name} must be >= 0, received: {name}={value!r}")
-
-
-def check_in_range(name, value, high_inclusive):
-    """Raises ValueError unless `value` (a number) is in [0, 1] or [0, 1).
-
-    Tensors and callables (Keras allows them for `beta_1`, `beta_2`) pass
-    unchecked: their value is only known when the update runs.
-    """
-    if not isinstance(value, numbers.Real):
-        return
-    if high_inclusive and not 0 <= value <= 1:
-        raise ValueError(f"{name} must be in [0, 1], received: {name}={value!r}")
-    if not high_inclusive and not 0 <= value < 1:
-        raise ValueError(f"{name} must be in [0, 1), received: {name}={value!r}")
 
 
 def dense_gradient(gradient, dtype):

@@ -3,13 +3,8 @@
 import keras
 import tensorflow as tf
 
-from keras_bp.optimizers._common import (
-    accepts_keras2_lr,
-    check_in_range,
-    check_learning_rate,
-    check_non_negative,
-    dense_gradient,
-)
+from keras_bp._validation import check_non_negative, check_unit_interval, if_number
+from keras_bp.optimizers._common import accepts_keras2_lr, dense_gradient
 
 
 @keras.saving.register_keras_serializable(package="keras_bp")
@@ -70,9 +65,9 @@ class Adadelta(keras.optimizers.Optimizer):
         name=None,
         **kwargs,
     ):
-        check_learning_rate(learning_rate)
-        check_in_range("rho", rho, high_inclusive=False)
-        check_non_negative("epsilon", epsilon)
+        if_number(check_non_negative, "learning_rate", learning_rate)
+        if_number(check_unit_interval, "rho", rho, include_one=False)
+        if_number(check_non_negative, "epsilon", epsilon)
         super().__init__(
             learning_rate=learning_rate,
             weight_decay=weight_decay,

@@ -3,12 +3,8 @@
 import keras
 import tensorflow as tf
 
-from keras_bp.optimizers._common import (
-    accepts_keras2_lr,
-    check_learning_rate,
-    check_non_negative,
-    dense_gradient,
-)
+from keras_bp._validation import check_non_negative, if_number
+from keras_bp.optimizers._common import accepts_keras2_lr, dense_gradient
 
 
 @keras.saving.register_keras_serializable(package="keras_bp")
@@ -65,9 +61,9 @@ class Adagrad(keras.optimizers.Optimizer):
         name=None,
         **kwargs,
     ):
-        check_learning_rate(learning_rate)
-        check_non_negative("initial_accumulator_value", initial_accumulator_value)
-        check_non_negative("epsilon", epsilon)
+        if_number(check_non_negative, "learning_rate", learning_rate)
+        if_number(check_non_negative, "initial_accumulator_value", initial_accumulator_value)
+        if_number(check_non_negative, "epsilon", epsilon)
         super().__init__(
             learning_rate=learning_rate,
             weight_decay=weight_decay,

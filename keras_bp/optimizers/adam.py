@@ -1,16 +1,10 @@
-"""Adam (with the AMSGrad variant) and AdamW, Adam with decoupled weight decay."""
+"""The Adam optimizers: Adam (AMSGrad optional), AdamW (decoupled weight decay)."""
 
 import keras
 import tensorflow as tf
 
-from keras_bp.optimizers._common import (
-    accepts_keras2_lr,
-    check_in_range,
-    check_learning_rate,
-    check_non_negative,
-    dense_gradient,
-    scalar_dtype,
-)
+from keras_bp._validation import check_non_negative, check_unit_interval, if_number
+from keras_bp.optimizers._common import accepts_keras2_lr, dense_gradient, scalar_dtype
 
 
 @keras.saving.register_keras_serializable(package="keras_bp")
@@ -85,10 +79,10 @@ class Adam(keras.optimizers.Optimizer):
         name=None,
         **kwargs,
     ):
-        check_learning_rate(learning_rate)
-        check_in_range("beta_1", beta_1, high_inclusive=False)
-        check_in_range("beta_2", beta_2, high_inclusive=False)
-        check_non_negative("epsilon", epsilon)
+        if_number(check_non_negative, "learning_rate", learning_rate)
+        if_number(check_unit_interval, "beta_1", beta_1, include_one=False)
+        if_number(check_unit_interval, "beta_2", beta_2, include_one=False)
+        if_number(check_non_negative, "epsilon", epsilon)
         super().__init__(
             learning_rate=learning_rate,
             weight_decay=weight_decay,
@@ -214,7 +208,7 @@ class AdamW(Adam):
                 "weight_decay must be a float for AdamW (use Adam for no decay), "
                 "received: weight_decay=None"
             )
-        check_non_negative("weight_decay", weight_decay)
+        if_number(check_non_negative, "weight_decay", weight_decay)
         super().__init__(
             learning_rate=learning_rate,
             beta_1=beta_1,

@@ -3,12 +3,8 @@
 import keras
 import tensorflow as tf
 
-from keras_bp.optimizers._common import (
-    accepts_keras2_lr,
-    check_in_range,
-    check_learning_rate,
-    dense_gradient,
-)
+from keras_bp._validation import check_non_negative, check_unit_interval, if_number
+from keras_bp.optimizers._common import accepts_keras2_lr, dense_gradient
 
 
 @keras.saving.register_keras_serializable(package="keras_bp")
@@ -70,8 +66,8 @@ class SGD(keras.optimizers.Optimizer):
         name=None,
         **kwargs,
     ):
-        check_learning_rate(learning_rate)
-        check_in_range("momentum", momentum, high_inclusive=True)
+        if_number(check_non_negative, "learning_rate", learning_rate)
+        if_number(check_unit_interval, "momentum", momentum)
         super().__init__(
             learning_rate=learning_rate,
             weight_decay=weight_decay,

@@ -1,0 +1,105 @@
+"""Argument checks for every keras_bp class: one contract per check, one message form.
+
+Each error is a ValueError that names the argument, what it accepts and the
+value received:
+
+    units must be a positive integer, received: units=0
+
+Each check accepts Python and NumPy numbers (never bools) and returns the
+value in its standard form (an int, a float). Optimizers also take tensors,
+schedules and callables for their hyperparameters, whose values are only
+known when the update runs; `if_number` applies a check to numbers alone.
+"""
+
+import numbers
+
+
+def _invalid(name, value, accepted):
+    return ValueError(f"{name} must be {accepted}, received: {name}={value!r}")
+
+
+def _is_number(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _is_integer(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def check_positive_int(name, value):
+    """`value` as an int; raises unless it is an integer > 0."""
+    if not _is_integer(value) or value <= 0:
+        raise _invalid(name, value, "a positive integer")
+    return int(value)
+
+
+def check_int(name, value, allow_none=False):
+    """`value` as an int (or None where allowed); raises unless it is an integer."""
+    if value is None and allow_none:
+        return None
+    if not _is_integer(value):
+        raise _invalid(name, value, "an integer or None" if allow_none else "an integer")
+    return int(value)
+
+
+def check_non_negative(name, value, allow_none=False):
+    """`value` as a float (or None where allowed); raises unless it is a number >= 0 (NaN is not)."""
+    if value is None and allow_none:
+        return None
+    if not _is_number(value) or not value >= 0:
+        raise _invalid(name, value, "None or a number >= 0" if allow_none else "a number >= 0")
+    return float(value)
+
+
+def check_unit_interval(name, value, include_one=True):
+    """`value` as a float; raises unless it is a number in [0, 1] (or [0, 1) without `include_one`)."""
+    interval = "[0, 1]" if include_one else "[0, 1)"
+    if not _is_number(value) or not (0 <= value <= 1 if include_one else 0 <= value < 1):
+        raise _invalid(name, value, f"a float in {interval}")
+    return float(value)
+
+
+def if_number(check, name, value, **options):
+    """`check(name, value, **options)` for a number; anything else (a tensor, a
+    schedule, a callable: known only when used) passes unchecked, as it is."""
+    if isinstance(value, numbers.Real):
+        check(name, value, **options)
+    return value
+
+
+def check_input_rank(layer_name, arg, shape, min_rank=None, rank=None):
+    """Raises a ValueError when an input's rank does not fit (shape may be None)."""
+    if shape is None:
+        return
+    got = len(shape)
+    if rank is not None and got != rank:
+        raise ValueError(
+            f"{layer_name} expects {arg} of rank {rank}, received: "
+            f"{arg} with shape {tuple(shape)} (rank {got})"
+        )
+    if min_rank is not None and got < min_rank:
+        raise ValueError(
+            f"{layer_name} expects {arg} of rank >= {min_rank}, received: "
+            f"{arg} with shape {tuple(shape)} (rank {got})"
+        )
+
+
+# What each Keras-only layer option is for, as the error names it.
+_KERAS_ONLY_FEATURES = {"lora_rank": "LoRA", "lora_alpha": "LoRA", "quantization_config": "quantization"}
+
+
+def reject_keras_only_options(layer, kwargs, names):
+    """Pops the Keras options `names` (LoRA, quantization) from `kwargs`; raises if one is set.
+
+    keras_bp's layers take them so that a Keras config loads, and say which
+    Keras layer to use instead.
+    """
+    cls = type(layer).__name__
+    features = " or ".join(dict.fromkeys(_KERAS_ONLY_FEATURES[name] for name in names))
+    for name in names:
+        value = kwargs.pop(name, None)
+        if value is not None:
+            raise ValueError(
+                f"keras_bp.layers.{cls} does not support {name}, received: {name}={value!r}; "
+                f"use keras.layers.{cls} for {features}."
+            )

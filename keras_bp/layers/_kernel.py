@@ -1,0 +1,73 @@
+"""KernelLayer: the base of the layers computing y = activation(op(x, kernel, bias))."""
+
+import keras
+import tensorflow as tf
+
+from keras_bp import activations
+
+
+class KernelLayer(keras.layers.Layer):
+    """What Dense, Conv1D and Conv2D share: activation, kernel, bias, their options, `call`.
+
+    A subclass passes the activation and weight options to `__init__`, sets
+    `self._op` to its manual-gradient op `(x, kernel, bias or None) -> y`
+    with `self._fused_activation` fused in, and calls `_add_kernel_and_bias`
+    in `build`. Softmax and sigmoid run after the op as
+    `self._activation_after` (see `keras_bp.activations.fused_and_after`).
+    """
+
+    def __init__(
+        self, activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer,
+        activity_regularizer, kernel_constraint, bias_constraint, **kwargs,
+    ):
+        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
+        self.activation = activations.get(activation)
+        self.use_bias = use_bias
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        self.bias_regularizer = keras.regularizers.get(bias_regularizer)
+        self.kernel_constraint = keras.constraints.get(kernel_constraint)
+        self.bias_constraint = keras.constraints.get(bias_constraint)
+        self._fused_activation, self._activation_after = activations.fused_and_after(self.activation)
+
+    def _add_kernel_and_bias(self, kernel_shape, bias_shape):
+        """Adds `kernel` and (when `use_bias`) `bias`, else sets `bias` to None.
+
+        Same names, order, initializers, regularizers and constraints as
+        Keras's Dense and Conv layers, so weights transfer both ways.
+        """
+        self.kernel = self._add("kernel", kernel_shape)
+        self.bias = self._add("bias", bias_shape) if self.use_bias else None
+
+    def _add(self, name, shape):
+        """The weight `name`, with the layer's `<name>_initializer`, `_regularizer` and `_constraint`."""
+        return self.add_weight(
+            name=name,
+            shape=shape,
+            initializer=getattr(self, f"{name}_initializer"),
+            regularizer=getattr(self, f"{name}_regularizer"),
+            constraint=getattr(self, f"{name}_constraint"),
+        )
+
+    def call(self, inputs):
+        # Trap 1 (docs/traps.md): read the weights here, outside the custom gradient.
+        kernel = tf.convert_to_tensor(self.kernel)
+        bias = None if self.bias is None else tf.convert_to_tensor(self.bias)
+        outputs = self._op(inputs, kernel, bias)
+        if self._activation_after is not None:
+            return activations.apply(self._activation_after, outputs)
+        return outputs
+
+    def _kernel_options_config(self):
+        """The activation and weight options of `get_config`, in Keras's order."""
+        return {
+            "activation": activations.serialize(self.activation),
+            "use_bias": self.use_bias,
+            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+            "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+            "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
+            "bias_regularizer": keras.regularizers.serialize(self.bias_regularizer),
+            "kernel_constraint": keras.constraints.serialize(self.kernel_constraint),
+            "bias_constraint": keras.constraints.serialize(self.bias_constraint),
+        }
