@@ -11,7 +11,8 @@ import keras
 import tensorflow as tf
 
 from keras_bp import activations
-from keras_bp.layers._validation import check_input_rank, check_positive_int, check_rate
+from keras_bp._validation import check_input_rank, check_positive_int
+from keras_bp._validation import check_unit_interval as check_rate
 from keras_bp.layers.recurrent.bptt import LoopOptions, rnn_op
 
 
