@@ -8,6 +8,8 @@ where that fails with finite numbers, in float64; the direction checks
 (keras_bp.audit.culprit) says where a mismatch points.
 """
 
+from typing import NamedTuple
+
 import numpy as np
 
 from keras_bp._tolerances import AUDIT_DIRECTIONS, by_dtype
@@ -15,9 +17,17 @@ from keras_bp.audit import _keras, directions, verdict
 from keras_bp.audit.culprit import ModelLayers
 from keras_bp.audit.probe import Probe
 from keras_bp.audit.records import AuditRecord, VariableAudit, variable_path
-from keras_bp.audit.statistics import compare, compare_sums, distance
+from keras_bp.audit.statistics import Comparison, compare, compare_sums, distance
 
 __all__ = ["Auditor"]
+
+
+class _Float64Check(NamedTuple):
+    """What the float64 check measured, per variable."""
+
+    comparison: Comparison  # the float64 manual against the float64 reference g
+    manual_error: np.ndarray  # ||m32 - g||: the manual compute-dtype gradient's distance from g
+    reference_error: np.ndarray  # ||r32 - g||: autodiff's compute-dtype gradient's
 
 
 class Auditor:
@@ -64,33 +74,11 @@ class Auditor:
     def audit(self, step, batch, seed):
         """The `AuditRecord` of `batch` at optimizer step `step`; `seed` draws the directions."""
         probe = self.probe(batch, seed)
-        host = None
-        if probe.sums is not None and np.all(np.isfinite(probe.sums)) and np.all(np.isfinite(probe.maxes)):
-            compute = compare_sums(probe.sums, probe.maxes)
-        else:
-            # On the host, or some gradient has a NaN or Inf (the rare case,
-            # counted entry by entry on the host).
-            host = probe.host_gradients()
-            compute = compare(*host)
-        passed = verdict.within(compute, self.rtol, self.atol)
-        exact, note = None, None
-        if self._compute_dtype != "float64" and (
-            self._reference == "float64"
-            # A finite disagreement may be the compute dtype's round-off; a
-            # non-finite one is not, and float64 would not excuse it.
-            or np.any(~passed & ~compute.nonfinite_mismatch)
-        ):
-            gradients64, note = self._float64_gradients(batch)
-            if gradients64 is not None:
-                manual32, reference32 = host or probe.host_gradients()
-                exact = (
-                    compare(*gradients64),
-                    distance(manual32, gradients64[1]),
-                    distance(reference32, gradients64[1]),
-                )
+        compute, exact, note = self._comparisons(probe, batch)
         rtol64, atol64 = verdict.tolerances("float64")
         floor = 0.0
         if exact is None:
+            passed = verdict.within(compute, self.rtol, self.atol)
             decided, rtol, atol = compute, self.rtol, self.atol
             rounding = [(None, None)] * len(self._variables)
         else:
@@ -151,6 +139,36 @@ class Auditor:
             float64_atol=atol64,
             note=note,
         )
+
+    def _comparisons(self, probe, batch):
+        """(the compute dtype's `Comparison`, a `_Float64Check` or None, a note where it could not run)."""
+        host = None
+        if probe.sums is not None and np.all(np.isfinite(probe.sums)) and np.all(np.isfinite(probe.maxes)):
+            compute = compare_sums(probe.sums, probe.maxes)
+        else:
+            # On the host, or some gradient has a NaN or Inf (the rare case,
+            # counted entry by entry on the host).
+            host = probe.host_gradients()
+            compute = compare(*host)
+        passed = verdict.within(compute, self.rtol, self.atol)
+        if self._compute_dtype == "float64" or not (
+            self._reference == "float64"
+            # A finite disagreement may be the compute dtype's round-off; a
+            # non-finite one is not, and float64 would not excuse it.
+            or np.any(~passed & ~compute.nonfinite_mismatch)
+        ):
+            return compute, None, None
+        gradients64, note = self._float64_gradients(batch)
+        if gradients64 is None:
+            return compute, None, note
+        manual32, reference32 = host or probe.host_gradients()
+        manual64, reference64 = gradients64
+        exact = _Float64Check(
+            compare(manual64, reference64),
+            distance(manual32, reference64),
+            distance(reference32, reference64),
+        )
+        return compute, exact, None
 
     def _float64_gradients(self, batch):
         """(float64 (manual, reference) as host arrays, None), or (None, note) where the model cannot run in float64."""

@@ -258,11 +258,14 @@ class GradientAudit(keras.callbacks.Callback):
         if not all(layer.built for layer in _keras.layers(self.model, include_self=True)):
             # Without a distribution strategy, Keras's TF trainer builds
             # subclassed models only when it traces the train step, after
-            # on_train_begin.
+            # on_train_begin; build them symbolically, from the audit
+            # batch's shapes, the way Keras does under a strategy.
             _keras.symbolic_build(self.model, self._data.spec)
         if self._auditor is None or not self._auditor.serves(self.model):
+            # A new model or a recompile: a new trace (a second fit of the
+            # same model reuses the old one).
             self._earlier_traces = self._trace_count
-            self._auditor = None
+            self._auditor = None  # not the stale one, should the new one fail
             self._auditor = Auditor(
                 self.model, self._data.spec, self.rtol, self.atol, self.reference, self.directions
             )

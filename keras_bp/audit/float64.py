@@ -1,4 +1,4 @@
-"""Runs a Keras model's forward pass and training loss in float64, in place.
+"""Runs a Keras model's training loss (its forward pass included) in float64, in place.
 
 The audit's exact check traces the model's loss and gradients a second time
 with every floating-point computation in float64, without copying the model:
