@@ -37,18 +37,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_bp._finite_differences import central_difference
+from keras_bp._state import restore, snapshot
+from keras_bp._tolerances import CHECK_GRADIENTS, by_dtype
 from keras_bp.core import autodiff
 
 __all__ = ["check_gradients", "GradientCheckError", "GradientCheckResult"]
-
-# (autodiff rtol, autodiff atol, finite-difference eps, fd rtol, fd atol) per dtype.
-_TOLERANCES = {
-    "float64": (1e-7, 1e-9, 1e-6, 1e-5, 1e-7),
-    "float32": (1e-4, 1e-5, 1e-3, 2e-2, 2e-3),
-    "float16": (2e-2, 2e-3, 1e-2, 1e-1, 2e-2),
-    "bfloat16": (5e-2, 1e-2, 1e-2, 1e-1, 5e-2),
-}
-
 
 class GradientCheckError(AssertionError):
     """Raised by `check_gradients(..., raise_on_failure=True)`; its message is the table."""
@@ -167,8 +161,9 @@ def check_gradients(
 
     rows = []
     dtype = subject.dtype_name()
-    ad_rtol, ad_atol, _, _, _ = _TOLERANCES.get(dtype, _TOLERANCES["float32"])
-    _, _, fd_eps, fd_rtol, fd_atol = _TOLERANCES["float64"]
+    own, exact = by_dtype(CHECK_GRADIENTS, dtype), CHECK_GRADIENTS["float64"]
+    ad_rtol, ad_atol = own.autodiff_rtol, own.autodiff_atol
+    fd_eps, fd_rtol, fd_atol = exact.fd_eps, exact.fd_rtol, exact.fd_atol
     ad_rtol, fd_rtol = (rtol, rtol) if rtol is not None else (ad_rtol, fd_rtol)
     ad_atol, fd_atol = (atol, atol) if atol is not None else (ad_atol, fd_atol)
     fd_eps = eps if eps is not None else fd_eps
@@ -366,7 +361,7 @@ class _Subject:
         self.set_value(k, base - step)
         minus = float(self.loss(upstream))
         self.set_value(k, base)
-        return (plus - minus) / (2 * eps)
+        return central_difference(plus, minus, eps)
 
 
 class _FunctionSubject(_Subject):
@@ -401,7 +396,7 @@ class _LayerSubject(_FunctionSubject):
         self.names += [w.path for w in self.weights]
         self.required += [True] * len(self.weights)
         # Seed states and moving statistics: restored before every forward.
-        self.state = [(v, v.numpy()) for v in layer.non_trainable_variables]
+        self.state = snapshot(layer.non_trainable_variables)
 
     def tensors(self):
         return super().tensors() + [tf.convert_to_tensor(w) for w in self.weights]
@@ -410,15 +405,13 @@ class _LayerSubject(_FunctionSubject):
         return super().tensors() + self.weights
 
     def forward(self):
-        for variable, value in self.state:
-            variable.assign(value)
+        restore(self.state)
         outputs = super().forward()
         return outputs
 
     def gradients(self, upstream):
         grads = super().gradients(upstream)
-        for variable, value in self.state:
-            variable.assign(value)
+        restore(self.state)
         return grads
 
     def set_value(self, k, value):

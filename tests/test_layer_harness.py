@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 import keras_bp
+from keras_bp._state import restore, snapshot
 from tests.harness import all_cases, assert_close, dense, fit_model, gradients
 
 CASES = all_cases()
@@ -31,16 +32,11 @@ def _random_like(rng, value, name):
 
 
 def _state(layer):
-    return [(v, v.numpy()) for v in layer.non_trainable_variables]
+    return snapshot(layer.non_trainable_variables)
 
 
 def _updated_state(layer):
     return [v for v in layer.non_trainable_variables if "seed_generator" not in v.path]
-
-
-def _restore(state):
-    for variable, value in state:
-        variable.assign(value)
 
 
 @pytest.mark.parametrize("case", PARITY_CASES, ids=ids(PARITY_CASES))
@@ -63,7 +59,7 @@ def test_parity_with_keras_both_ways(case):
         # draws (and discards) dropout masks at inference too, ours does not.
         for a, b in zip(_updated_state(ours), _updated_state(theirs)):
             assert_close(a.numpy(), b.numpy(), case.rtol, what=f"{case.id}: {a.path}")
-        _restore(states[0]), _restore(states[1])
+        restore(states[0]), restore(states[1])
         for a, b in zip(our_out, their_out):
             assert_close(a, b, case.rtol, what=f"{case.id}: outputs")
         assert len(our_grads) == len(their_grads)
@@ -79,10 +75,10 @@ def test_manual_matches_autodiff(case):
     inputs = case.inputs(seed=4)
     state = _state(layer)
     _, manual = gradients(layer, inputs, call_kwargs=case.call_kwargs)
-    _restore(state)
+    restore(state)
     with keras_bp.autodiff():
         _, reference = gradients(layer, inputs, call_kwargs=case.call_kwargs)
-    _restore(state)
+    restore(state)
     for i, (a, b) in enumerate(zip(manual, reference)):
         assert (a is None) == (b is None), f"gradient {i} presence differs"
         if a is not None:

@@ -1,4 +1,4 @@
-"""Runs a Keras model's forward pass and training loss in float64, in place.
+"""Runs a Keras model's training loss (its forward pass included) in float64, in place.
 
 The audit's exact check traces the model's loss and gradients a second time
 with every floating-point computation in float64, without copying the model:
@@ -22,18 +22,9 @@ import contextlib
 
 import keras
 
+from keras_bp.audit import _keras
+
 __all__ = ["float64_compute"]
-
-
-class _Float64Compute(keras.dtype_policies.DTypePolicy):
-    """Computes in float64; variables stay in `variable_dtype`."""
-
-    def __init__(self, variable_dtype):
-        self._target_variable_dtype = variable_dtype
-        super().__init__("float64")
-
-    def _parse_name(self, name):
-        return "float64", self._target_variable_dtype
 
 
 def _is_float_policy(policy):
@@ -44,38 +35,26 @@ def _is_float_policy(policy):
     )
 
 
-def _losses(model):
-    """The compiled loss and the loss objects inside it (none before compile)."""
-    compiled = getattr(model, "_compile_loss", None)
-    if compiled is None:
-        return []
-    found = [compiled]
-    for entry in getattr(compiled, "_flat_losses", None) or []:
-        if isinstance(getattr(entry, "loss", None), keras.losses.Loss):
-            found.append(entry.loss)
-    return found
-
-
 @contextlib.contextmanager
 def float64_compute(model):
     """Inside: `model`'s layers and compiled losses compute in float64."""
-    layers = list(model._flatten_layers(include_self=True, recursive=True))
-    policies = [layer._dtype_policy for layer in layers]
-    losses = _losses(model)
-    loss_dtypes = [loss._dtype for loss in losses]
+    layers = _keras.layers(model, include_self=True)
+    policies = [layer.dtype_policy for layer in layers]
+    losses = _keras.loss_objects(model)
+    loss_dtypes = [loss.dtype for loss in losses]
     floatx = keras.config.floatx()
     try:
         for layer, policy in zip(layers, policies):
             if _is_float_policy(policy):
-                layer._dtype_policy = _Float64Compute(policy.variable_dtype)
+                _keras.set_dtype_policy(layer, _keras.float64_policy(policy.variable_dtype))
         for loss in losses:
             # Keras's Loss converts y_true and y_pred to `dtype` in __call__.
-            loss._dtype = "float64"
+            _keras.set_loss_dtype(loss, "float64")
         keras.config.set_floatx("float64")
         yield
     finally:
         keras.config.set_floatx(floatx)
         for layer, policy in zip(layers, policies):
-            layer._dtype_policy = policy
+            _keras.set_dtype_policy(layer, policy)
         for loss, dtype in zip(losses, loss_dtypes):
-            loss._dtype = dtype
+            _keras.set_loss_dtype(loss, dtype)

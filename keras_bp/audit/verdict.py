@@ -1,4 +1,4 @@
-"""The audit's verdict on each variable: tolerances by dtype and the round-off they allow.
+"""The audit's verdict on each variable: agreement within the round-off its dtype allows.
 
 A variable's manual gradient m passes against a reference r computed in the
 same precision when
@@ -46,6 +46,8 @@ floor at ~1e-10 S, ten orders of magnitude below a 1% bug).
 
 import numpy as np
 
+from keras_bp._tolerances import AUDIT, by_dtype
+
 __all__ = [
     "TOLERANCES",
     "ROUNDING_FACTOR",
@@ -59,19 +61,9 @@ __all__ = [
     "within",
 ]
 
-# (rtol, atol) by dtype; atol is relative to S, the model's gradient norm.
-# float32: manual and autodiff of a well-conditioned model differ by ~1e-6
-# relative, and round-off on zero-gradient variables by ~2.5e-7 S (ResNet50,
-# the worst measured); float64's check measures 4e-10 relative at worst
-# (gradients come back rounded to the variables' float32) and 4e-16 S on
-# zero-gradient variables. 16-bit compute rounds every intermediate to ~1e-3
-# (float16) or ~1e-2 (bfloat16) relative, in a different order in each pass.
-TOLERANCES = {
-    "float32": (1e-3, 1e-6),
-    "float64": (1e-6, 1e-12),
-    "float16": (5e-2, 1e-3),
-    "bfloat16": (2e-1, 1e-2),
-}
+# (rtol, atol) by dtype, atol relative to S: the numbers and their
+# measurements are in keras_bp._tolerances, with the other checks' tables.
+TOLERANCES = AUDIT
 
 # How much further from the float64 truth than autodiff's own compute-dtype
 # gradient a manual one may be. NOTE: round-off is itself uncertain by more
@@ -88,11 +80,11 @@ UNIT_ROUNDOFF = {"float32": 2.0**-23, "float64": 2.0**-52, "float16": 2.0**-10, 
 
 
 def unit_roundoff(dtype):
-    return UNIT_ROUNDOFF.get(str(dtype), UNIT_ROUNDOFF["float32"])
+    return by_dtype(UNIT_ROUNDOFF, dtype)
 
 
 def tolerances(dtype):
-    return TOLERANCES.get(str(dtype), TOLERANCES["float32"])
+    return by_dtype(TOLERANCES, dtype)
 
 
 def within(comparison, rtol, atol, floor=0.0):
