@@ -33,6 +33,20 @@ def check_positive_int(name, value):
     return int(value)
 
 
+def check_non_negative_int(name, value):
+    """`value` as an int; raises unless it is an integer >= 0."""
+    if not _is_integer(value) or value < 0:
+        raise _invalid(name, value, "a non-negative integer")
+    return int(value)
+
+
+def check_one_of(name, value, choices):
+    """`value` itself; raises unless it is one of `choices`."""
+    if value not in choices:
+        raise _invalid(name, value, f"one of {tuple(choices)}")
+    return value
+
+
 def check_int(name, value, allow_none=False):
     """`value` as an int (or None where allowed); raises unless it is an integer."""
     if value is None and allow_none:

@@ -17,6 +17,9 @@ from keras_bp import _validation as v
         (v.check_non_negative, ("epsilon", float("nan")), "received: epsilon=nan"),
         (v.check_non_negative, ("epsilon", tf.constant(1.0)), "epsilon must be a number >= 0"),
         (v.check_unit_interval, ("rate", 1.5), r"rate must be a float in \[0, 1\], received: rate=1.5"),
+        (v.check_non_negative_int, ("directions", -1), "directions must be a non-negative integer, received: directions=-1"),
+        (v.check_non_negative_int, ("directions", 1.0), "received: directions=1.0"),
+        (v.check_one_of, ("mode", "b", ("a",)), r"mode must be one of \('a',\), received: mode='b'"),
     ],
 )
 def test_each_check_names_the_argument_and_the_value(check, args, message):

@@ -18,7 +18,6 @@ does; keras_bp.audit.auditor runs each audit, keras_bp.audit.probe is the
 one traced function it calls, docs/audit.md has the measurements.
 """
 
-import numbers
 import warnings
 
 import keras
@@ -26,6 +25,12 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
+from keras_bp._validation import (
+    check_non_negative,
+    check_non_negative_int,
+    check_one_of,
+    check_positive_int,
+)
 from keras_bp.audit import _keras
 from keras_bp.audit.auditor import Auditor
 from keras_bp.audit.data import AuditData
@@ -115,34 +120,12 @@ class GradientAudit(keras.callbacks.Callback):
         seed=0,
     ):
         super().__init__()
-        if isinstance(every, bool) or not isinstance(every, numbers.Integral) or every <= 0:
-            raise ValueError(f"every must be a positive integer, received: every={every!r}")
-        if (
-            isinstance(directions, bool)
-            or not isinstance(directions, numbers.Integral)
-            or directions < 0
-        ):
-            raise ValueError(
-                "directions must be a non-negative integer, received: "
-                f"directions={directions!r}"
-            )
-        for name, value in (("rtol", rtol), ("atol", atol)):
-            if value is not None and (
-                isinstance(value, bool) or not isinstance(value, numbers.Real) or value < 0
-            ):
-                raise ValueError(
-                    f"{name} must be None or a non-negative number, received: "
-                    f"{name}={value!r}"
-                )
-        if reference not in _REFERENCES:
-            raise ValueError(
-                f"reference must be one of {_REFERENCES}, received: reference={reference!r}"
-            )
-        if on_mismatch not in _ON_MISMATCH:
-            raise ValueError(
-                f"on_mismatch must be one of {_ON_MISMATCH}, received: "
-                f"on_mismatch={on_mismatch!r}"
-            )
+        every = check_positive_int("every", every)
+        directions = check_non_negative_int("directions", directions)
+        rtol = check_non_negative("rtol", rtol, allow_none=True)
+        atol = check_non_negative("atol", atol, allow_none=True)
+        check_one_of("reference", reference, _REFERENCES)
+        check_one_of("on_mismatch", on_mismatch, _ON_MISMATCH)
         self.every = int(every)
         self.rtol = rtol
         self.atol = atol
