@@ -4,6 +4,7 @@ import keras
 import tensorflow as tf
 
 from keras_bp import activations
+from keras_bp.layers._weight_options import add_weight_with_options, set_weight_options, weight_options_config
 
 
 class KernelLayer(keras.layers.Layer):
@@ -23,12 +24,11 @@ class KernelLayer(keras.layers.Layer):
         super().__init__(activity_regularizer=activity_regularizer, **kwargs)
         self.activation = activations.get(activation)
         self.use_bias = use_bias
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.bias_initializer = keras.initializers.get(bias_initializer)
-        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
-        self.bias_regularizer = keras.regularizers.get(bias_regularizer)
-        self.kernel_constraint = keras.constraints.get(kernel_constraint)
-        self.bias_constraint = keras.constraints.get(bias_constraint)
+        set_weight_options(
+            self,
+            kernel=(kernel_initializer, kernel_regularizer, kernel_constraint),
+            bias=(bias_initializer, bias_regularizer, bias_constraint),
+        )
         self._fused_activation, self._activation_after = activations.fused_and_after(self.activation)
 
     def _add_kernel_and_bias(self, kernel_shape, bias_shape):
@@ -37,18 +37,8 @@ class KernelLayer(keras.layers.Layer):
         Same names, order, initializers, regularizers and constraints as
         Keras's Dense and Conv layers, so weights transfer both ways.
         """
-        self.kernel = self._add("kernel", kernel_shape)
-        self.bias = self._add("bias", bias_shape) if self.use_bias else None
-
-    def _add(self, name, shape):
-        """The weight `name`, with the layer's `<name>_initializer`, `_regularizer` and `_constraint`."""
-        return self.add_weight(
-            name=name,
-            shape=shape,
-            initializer=getattr(self, f"{name}_initializer"),
-            regularizer=getattr(self, f"{name}_regularizer"),
-            constraint=getattr(self, f"{name}_constraint"),
-        )
+        self.kernel = add_weight_with_options(self, "kernel", kernel_shape)
+        self.bias = add_weight_with_options(self, "bias", bias_shape) if self.use_bias else None
 
     def call(self, inputs):
         # Trap 1 (docs/traps.md): read the weights here, outside the custom gradient.
@@ -64,10 +54,5 @@ class KernelLayer(keras.layers.Layer):
         return {
             "activation": activations.serialize(self.activation),
             "use_bias": self.use_bias,
-            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
-            "bias_initializer": keras.initializers.serialize(self.bias_initializer),
-            "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
-            "bias_regularizer": keras.regularizers.serialize(self.bias_regularizer),
-            "kernel_constraint": keras.constraints.serialize(self.kernel_constraint),
-            "bias_constraint": keras.constraints.serialize(self.bias_constraint),
+            **weight_options_config(self, "kernel", "bias"),
         }

@@ -293,26 +293,29 @@ _CONV_DOC = """{rank}-D convolution layer with a hand-derived backward pass.
     """
 
 
+_CAUSAL_DOC = """ `"causal"` pads `dilation_rate * (kernel_size - 1)`
+            steps on the left, so output t sees inputs up to t only."""
+
+
+def _conv_doc(rank):
+    if rank == 1:
+        return _CONV_DOC.format(
+            rank=1, paddings='`"valid"`, `"same"` or `"causal"`', causal=_CAUSAL_DOC,
+            spatial="steps", new_spatial="new_steps",
+        )
+    return _CONV_DOC.format(
+        rank=2, paddings='`"valid"` or `"same"`', causal="", spatial="height, width", new_spatial="new_height, new_width"
+    )
+
+
 @keras.saving.register_keras_serializable(package="keras_bp")
 class Conv1D(_Conv):
-    __doc__ = _CONV_DOC.format(
-        rank=1,
-        paddings='`"valid"`, `"same"` or `"causal"`',
-        causal=' `"causal"` pads `dilation_rate * (kernel_size - 1)`\n            steps on the left, so output t sees inputs up to t only.',
-        spatial="steps",
-        new_spatial="new_steps",
-    )
+    __doc__ = _conv_doc(1)
     rank = 1
 
 
 @keras.saving.register_keras_serializable(package="keras_bp")
 class Conv2D(_Conv):
-    __doc__ = _CONV_DOC.format(
-        rank=2,
-        paddings='`"valid"` or `"same"`',
-        causal="",
-        spatial="height, width",
-        new_spatial="new_height, new_width",
-    )
+    __doc__ = _conv_doc(2)
     rank = 2
 

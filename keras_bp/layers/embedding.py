@@ -5,6 +5,7 @@ import tensorflow as tf
 
 from keras_bp._validation import check_positive_int, reject_keras_only_options
 from keras_bp.core import manual_gradient
+from keras_bp.layers._weight_options import add_weight_with_options, set_weight_options, weight_options_config
 
 
 def embedding_forward(ids, embeddings):
@@ -85,9 +86,7 @@ class Embedding(keras.layers.Layer):
         super().__init__(**kwargs)
         self.input_dim = check_positive_int("input_dim", input_dim)
         self.output_dim = check_positive_int("output_dim", output_dim)
-        self.embeddings_initializer = keras.initializers.get(embeddings_initializer)
-        self.embeddings_regularizer = keras.regularizers.get(embeddings_regularizer)
-        self.embeddings_constraint = keras.constraints.get(embeddings_constraint)
+        set_weight_options(self, embeddings=(embeddings_initializer, embeddings_regularizer, embeddings_constraint))
         self.mask_zero = bool(mask_zero)
         self.supports_masking = self.mask_zero
         # The table stays in the variable dtype (as Keras's): the output is cast.
@@ -101,13 +100,7 @@ class Embedding(keras.layers.Layer):
     def build(self, input_shape=None):
         if self.built:
             return
-        self.embeddings = self.add_weight(
-            name="embeddings",
-            shape=(self.input_dim, self.output_dim),
-            initializer=self.embeddings_initializer,
-            regularizer=self.embeddings_regularizer,
-            constraint=self.embeddings_constraint,
-        )
+        self.embeddings = add_weight_with_options(self, "embeddings", (self.input_dim, self.output_dim))
         self.built = True
 
     def call(self, inputs):
@@ -131,10 +124,7 @@ class Embedding(keras.layers.Layer):
         config = {
             "input_dim": self.input_dim,
             "output_dim": self.output_dim,
-            "embeddings_initializer": keras.initializers.serialize(self.embeddings_initializer),
-            "embeddings_regularizer": keras.regularizers.serialize(self.embeddings_regularizer),
-            "activity_regularizer": keras.regularizers.serialize(self.activity_regularizer),
-            "embeddings_constraint": keras.constraints.serialize(self.embeddings_constraint),
+            **weight_options_config(self, "embeddings", activity_regularizer=True),
             "mask_zero": self.mask_zero,
         }
         return {**base_config, **config}

@@ -21,6 +21,7 @@ import tensorflow as tf
 
 from keras_bp._validation import check_int
 from keras_bp.core import manual_gradient
+from keras_bp.layers._weight_options import add_weight_with_options, set_weight_options, weight_options_config
 
 # --- the shared math -------------------------------------------------------
 
@@ -104,15 +105,20 @@ def _add_gamma_and_beta(layer, shape):
     Neither is autocast: the math runs in at least float32 (see the layers' `call`).
     """
     if layer.scale:
-        layer.gamma = layer.add_weight(
-            name="gamma", shape=shape, initializer=layer.gamma_initializer,
-            regularizer=layer.gamma_regularizer, constraint=layer.gamma_constraint, autocast=False,
-        )
+        layer.gamma = add_weight_with_options(layer, "gamma", shape, autocast=False)
     if layer.center:
-        layer.beta = layer.add_weight(
-            name="beta", shape=shape, initializer=layer.beta_initializer,
-            regularizer=layer.beta_regularizer, constraint=layer.beta_constraint, autocast=False,
-        )
+        layer.beta = add_weight_with_options(layer, "beta", shape, autocast=False)
+
+
+def _shared_config(layer):
+    """The options both layers take, for `get_config`: axis, epsilon, center, scale, gamma's and beta's."""
+    return {
+        "axis": layer.axis,
+        "epsilon": layer.epsilon,
+        "center": layer.center,
+        "scale": layer.scale,
+        **weight_options_config(layer, "beta", "gamma"),
+    }
 
 
 def _gamma_and_beta(layer, dtype):
@@ -325,14 +331,13 @@ class BatchNormalization(keras.layers.Layer):
         self.epsilon = float(epsilon)
         self.center = center
         self.scale = scale
-        self.beta_initializer = keras.initializers.get(beta_initializer)
-        self.gamma_initializer = keras.initializers.get(gamma_initializer)
-        self.moving_mean_initializer = keras.initializers.get(moving_mean_initializer)
-        self.moving_variance_initializer = keras.initializers.get(moving_variance_initializer)
-        self.beta_regularizer = keras.regularizers.get(beta_regularizer)
-        self.gamma_regularizer = keras.regularizers.get(gamma_regularizer)
-        self.beta_constraint = keras.constraints.get(beta_constraint)
-        self.gamma_constraint = keras.constraints.get(gamma_constraint)
+        set_weight_options(
+            self,
+            beta=(beta_initializer, beta_regularizer, beta_constraint),
+            gamma=(gamma_initializer, gamma_regularizer, gamma_constraint),
+            moving_mean=(moving_mean_initializer,),
+            moving_variance=(moving_variance_initializer,),
+        )
         self.renorm_clipping = renorm_clipping
         self.renorm_momentum = renorm_momentum
         self.supports_masking = True
@@ -345,13 +350,8 @@ class BatchNormalization(keras.layers.Layer):
         channels = input_shape[self.axis]
         shape = (channels,)
         _add_gamma_and_beta(self, shape)
-        self.moving_mean = self.add_weight(
-            name="moving_mean", shape=shape, initializer=self.moving_mean_initializer, trainable=False, autocast=False,
-        )
-        self.moving_variance = self.add_weight(
-            name="moving_variance", shape=shape, initializer=self.moving_variance_initializer,
-            trainable=False, autocast=False,
-        )
+        self.moving_mean = add_weight_with_options(self, "moving_mean", shape, trainable=False, autocast=False)
+        self.moving_variance = add_weight_with_options(self, "moving_variance", shape, trainable=False, autocast=False)
         self.input_spec = keras.layers.InputSpec(ndim=rank, axes={self.axis: channels})
         axis = self.axis % rank
         reduction_axes = [a for a in range(rank) if a != axis]
@@ -388,19 +388,9 @@ class BatchNormalization(keras.layers.Layer):
     def get_config(self):
         base_config = super().get_config()
         config = {
-            "axis": self.axis,
+            **_shared_config(self),
             "momentum": self.momentum,
-            "epsilon": self.epsilon,
-            "center": self.center,
-            "scale": self.scale,
-            "beta_initializer": keras.initializers.serialize(self.beta_initializer),
-            "gamma_initializer": keras.initializers.serialize(self.gamma_initializer),
-            "moving_mean_initializer": keras.initializers.serialize(self.moving_mean_initializer),
-            "moving_variance_initializer": keras.initializers.serialize(self.moving_variance_initializer),
-            "beta_regularizer": keras.regularizers.serialize(self.beta_regularizer),
-            "gamma_regularizer": keras.regularizers.serialize(self.gamma_regularizer),
-            "beta_constraint": keras.constraints.serialize(self.beta_constraint),
-            "gamma_constraint": keras.constraints.serialize(self.gamma_constraint),
+            **weight_options_config(self, "moving_mean", "moving_variance"),
             "synchronized": False,
             "renorm": False,
             "renorm_clipping": self.renorm_clipping,
@@ -508,12 +498,11 @@ class LayerNormalization(keras.layers.Layer):
         self.center = center
         self.scale = scale
         self.rms_scaling = False
-        self.beta_initializer = keras.initializers.get(beta_initializer)
-        self.gamma_initializer = keras.initializers.get(gamma_initializer)
-        self.beta_regularizer = keras.regularizers.get(beta_regularizer)
-        self.gamma_regularizer = keras.regularizers.get(gamma_regularizer)
-        self.beta_constraint = keras.constraints.get(beta_constraint)
-        self.gamma_constraint = keras.constraints.get(gamma_constraint)
+        set_weight_options(
+            self,
+            beta=(beta_initializer, beta_regularizer, beta_constraint),
+            gamma=(gamma_initializer, gamma_regularizer, gamma_constraint),
+        )
         self.supports_masking = True
         self.autocast = False
         self._op = None
@@ -542,17 +531,5 @@ class LayerNormalization(keras.layers.Layer):
 
     def get_config(self):
         base_config = super().get_config()
-        config = {
-            "axis": self.axis,
-            "epsilon": self.epsilon,
-            "center": self.center,
-            "scale": self.scale,
-            "rms_scaling": False,
-            "beta_initializer": keras.initializers.serialize(self.beta_initializer),
-            "gamma_initializer": keras.initializers.serialize(self.gamma_initializer),
-            "beta_regularizer": keras.regularizers.serialize(self.beta_regularizer),
-            "gamma_regularizer": keras.regularizers.serialize(self.gamma_regularizer),
-            "beta_constraint": keras.constraints.serialize(self.beta_constraint),
-            "gamma_constraint": keras.constraints.serialize(self.gamma_constraint),
-        }
+        config = {**_shared_config(self), "rms_scaling": False}
         return {**base_config, **config}

@@ -97,7 +97,7 @@ class _Pooling(keras.layers.Layer):
     rank = None
     make_op = None
 
-    def __init__(self, pool_size=2, strides=None, padding="valid", data_format=None, name=None, **kwargs):
+    def __init__(self, pool_size, strides=None, padding="valid", data_format=None, name=None, **kwargs):
         super().__init__(name=name, **kwargs)
         self.pool_size = standardize_tuple("pool_size", pool_size, self.rank)
         self.strides = standardize_tuple("strides", pool_size if strides is None else strides, self.rank)
@@ -156,18 +156,22 @@ def _pool_doc(mode, rank, name, op):
     return _POOL_DOC.format(mode=mode, rank=rank, name=name, op=op, spatial=spatial, pooled=pooled)
 
 
+# The default pool size is the one Keras's classes differ in; AveragePooling has none.
+
+
 @keras.saving.register_keras_serializable(package="keras_bp")
 class MaxPooling1D(_Pooling):
     __doc__ = _pool_doc("Max", 1, "MaxPooling1D", "max_pool_op")
-    rank = 1
-    make_op = staticmethod(max_pool_op)
+    rank, make_op = 1, staticmethod(max_pool_op)
+
+    def __init__(self, pool_size=2, strides=None, padding="valid", data_format=None, name=None, **kwargs):
+        super().__init__(pool_size, strides, padding, data_format, name=name, **kwargs)
 
 
 @keras.saving.register_keras_serializable(package="keras_bp")
 class MaxPooling2D(_Pooling):
     __doc__ = _pool_doc("Max", 2, "MaxPooling2D", "max_pool_op")
-    rank = 2
-    make_op = staticmethod(max_pool_op)
+    rank, make_op = 2, staticmethod(max_pool_op)
 
     def __init__(self, pool_size=(2, 2), strides=None, padding="valid", data_format=None, name=None, **kwargs):
         super().__init__(pool_size, strides, padding, data_format, name=name, **kwargs)
@@ -176,21 +180,13 @@ class MaxPooling2D(_Pooling):
 @keras.saving.register_keras_serializable(package="keras_bp")
 class AveragePooling1D(_Pooling):
     __doc__ = _pool_doc("Average", 1, "AveragePooling1D", "average_pool_op")
-    rank = 1
-    make_op = staticmethod(average_pool_op)
-
-    def __init__(self, pool_size, strides=None, padding="valid", data_format=None, name=None, **kwargs):
-        super().__init__(pool_size, strides, padding, data_format, name=name, **kwargs)
+    rank, make_op = 1, staticmethod(average_pool_op)
 
 
 @keras.saving.register_keras_serializable(package="keras_bp")
 class AveragePooling2D(_Pooling):
     __doc__ = _pool_doc("Average", 2, "AveragePooling2D", "average_pool_op")
-    rank = 2
-    make_op = staticmethod(average_pool_op)
-
-    def __init__(self, pool_size, strides=None, padding="valid", data_format=None, name=None, **kwargs):
-        super().__init__(pool_size, strides, padding, data_format, name=name, **kwargs)
+    rank, make_op = 2, staticmethod(average_pool_op)
 
 
 # --- global pooling ---------------------------------------------------------
@@ -256,10 +252,10 @@ def global_max_pool_op(axes, keepdims):
 
 
 class _GlobalPooling(keras.layers.Layer):
-    """Shared body of the global pooling layers."""
+    """Shared body of the global pooling layers; `mode` is `"average"` or `"max"`."""
 
     rank = None
-    make_op = None
+    mode = None
 
     def __init__(self, data_format=None, keepdims=False, **kwargs):
         super().__init__(**kwargs)
@@ -268,7 +264,8 @@ class _GlobalPooling(keras.layers.Layer):
         self.input_spec = keras.layers.InputSpec(ndim=self.rank + 2)
         first = 1 if self.data_format == "channels_last" else 2
         self._axes = list(range(first, first + self.rank))
-        self._op = type(self).make_op(self._axes, bool(keepdims))
+        make_op = global_average_pool_op if self.mode == "average" else global_max_pool_op
+        self._op = make_op(self._axes, bool(keepdims))
 
     def build(self, input_shape):
         check_input_rank(type(self).__name__, "inputs", input_shape, rank=self.rank + 2)
@@ -309,18 +306,22 @@ _GLOBAL_DOC = """Global {mode} pooling over the {what}, with a hand-derived back
     """
 
 
+_MASK_DOC = """
+
+    Call arguments:
+        inputs: 3-D tensor.
+        mask: `(batch, steps)` booleans; masked steps are left out of the average."""
+
+
+def _global_doc(mode, rank, name, op, extra=""):
+    what, spatial = ("steps", "steps") if rank == 1 else ("height and width", "height, width")
+    return _GLOBAL_DOC.format(mode=mode, what=what, name=name, op=op, spatial=spatial, extra=extra)
+
+
 @keras.saving.register_keras_serializable(package="keras_bp")
 class GlobalAveragePooling1D(_GlobalPooling):
-    __doc__ = _GLOBAL_DOC.format(
-        mode="average",
-        what="steps",
-        name="GlobalAveragePooling1D",
-        op="global_average_pool_op",
-        spatial="steps",
-        extra="\n\n    Call arguments:\n        inputs: 3-D tensor.\n        mask: `(batch, steps)` booleans; masked steps are left out of the average.",
-    )
-    rank = 1
-    make_op = staticmethod(global_average_pool_op)
+    __doc__ = _global_doc("average", 1, "GlobalAveragePooling1D", "global_average_pool_op", extra=_MASK_DOC)
+    rank, mode = 1, "average"
 
     def __init__(self, data_format=None, keepdims=False, **kwargs):
         super().__init__(data_format=data_format, keepdims=keepdims, **kwargs)
@@ -338,12 +339,8 @@ class GlobalAveragePooling1D(_GlobalPooling):
 
 @keras.saving.register_keras_serializable(package="keras_bp")
 class GlobalAveragePooling2D(_GlobalPooling):
-    __doc__ = _GLOBAL_DOC.format(
-        mode="average", what="height and width", name="GlobalAveragePooling2D",
-        op="global_average_pool_op", spatial="height, width", extra="",
-    )
-    rank = 2
-    make_op = staticmethod(global_average_pool_op)
+    __doc__ = _global_doc("average", 2, "GlobalAveragePooling2D", "global_average_pool_op")
+    rank, mode = 2, "average"
 
     def call(self, inputs):
         return self._op(inputs, None)
@@ -351,18 +348,11 @@ class GlobalAveragePooling2D(_GlobalPooling):
 
 @keras.saving.register_keras_serializable(package="keras_bp")
 class GlobalMaxPooling1D(_GlobalPooling):
-    __doc__ = _GLOBAL_DOC.format(
-        mode="max", what="steps", name="GlobalMaxPooling1D", op="global_max_pool_op", spatial="steps", extra=""
-    )
-    rank = 1
-    make_op = staticmethod(global_max_pool_op)
+    __doc__ = _global_doc("max", 1, "GlobalMaxPooling1D", "global_max_pool_op")
+    rank, mode = 1, "max"
 
 
 @keras.saving.register_keras_serializable(package="keras_bp")
 class GlobalMaxPooling2D(_GlobalPooling):
-    __doc__ = _GLOBAL_DOC.format(
-        mode="max", what="height and width", name="GlobalMaxPooling2D",
-        op="global_max_pool_op", spatial="height, width", extra="",
-    )
-    rank = 2
-    make_op = staticmethod(global_max_pool_op)
+    __doc__ = _global_doc("max", 2, "GlobalMaxPooling2D", "global_max_pool_op")
+    rank, mode = 2, "max"

@@ -13,6 +13,7 @@ import tensorflow as tf
 from keras_bp import activations
 from keras_bp._validation import check_input_rank, check_positive_int
 from keras_bp._validation import check_unit_interval as check_rate
+from keras_bp.layers._weight_options import add_weight_with_options, set_weight_options, weight_options_config
 from keras_bp.layers.recurrent.bptt import LoopOptions, rnn_op
 
 
@@ -64,15 +65,12 @@ class BaseRNN(keras.layers.Layer):
         self.cell = None  # set by the subclass
         self.activation = activation
         self.use_bias = use_bias
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.recurrent_initializer = keras.initializers.get(recurrent_initializer)
-        self.bias_initializer = keras.initializers.get(bias_initializer)
-        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
-        self.recurrent_regularizer = keras.regularizers.get(recurrent_regularizer)
-        self.bias_regularizer = keras.regularizers.get(bias_regularizer)
-        self.kernel_constraint = keras.constraints.get(kernel_constraint)
-        self.recurrent_constraint = keras.constraints.get(recurrent_constraint)
-        self.bias_constraint = keras.constraints.get(bias_constraint)
+        set_weight_options(
+            self,
+            kernel=(kernel_initializer, kernel_regularizer, kernel_constraint),
+            recurrent=(recurrent_initializer, recurrent_regularizer, recurrent_constraint),
+            bias=(bias_initializer, bias_regularizer, bias_constraint),
+        )
         self.dropout = check_rate("dropout", dropout)
         self.recurrent_dropout = check_rate("recurrent_dropout", recurrent_dropout)
         self.seed = seed
@@ -107,27 +105,14 @@ class BaseRNN(keras.layers.Layer):
                 f"The last dimension of the input to {self.__class__.__name__} must "
                 f"be known, received: sequences shape {tuple(sequences_shape)}"
             )
-        self.kernel = self.add_weight(
-            name="kernel",
-            shape=(input_dim, self.cell.gates * self.units),
-            initializer=self.kernel_initializer,
-            regularizer=self.kernel_regularizer,
-            constraint=self.kernel_constraint,
-        )
-        self.recurrent_kernel = self.add_weight(
-            name="recurrent_kernel",
-            shape=(self.units, self.cell.gates * self.units),
-            initializer=self.recurrent_initializer,
-            regularizer=self.recurrent_regularizer,
-            constraint=self.recurrent_constraint,
+        gates_units = self.cell.gates * self.units
+        self.kernel = add_weight_with_options(self, "kernel", (input_dim, gates_units))
+        self.recurrent_kernel = add_weight_with_options(
+            self, "recurrent_kernel", (self.units, gates_units), prefix="recurrent"
         )
         if self.use_bias:
-            self.bias = self.add_weight(
-                name="bias",
-                shape=self._bias_shape(),
-                initializer=self._bias_initializer(),
-                regularizer=self.bias_regularizer,
-                constraint=self.bias_constraint,
+            self.bias = add_weight_with_options(
+                self, "bias", self._bias_shape(), initializer=self._bias_initializer()
             )
         else:
             self.bias = None
@@ -263,16 +248,7 @@ class BaseRNN(keras.layers.Layer):
             "units": self.units,
             "activation": activations.serialize(self.activation),
             "use_bias": self.use_bias,
-            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
-            "recurrent_initializer": keras.initializers.serialize(self.recurrent_initializer),
-            "bias_initializer": keras.initializers.serialize(self.bias_initializer),
-            "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
-            "recurrent_regularizer": keras.regularizers.serialize(self.recurrent_regularizer),
-            "bias_regularizer": keras.regularizers.serialize(self.bias_regularizer),
-            "activity_regularizer": keras.regularizers.serialize(self.activity_regularizer),
-            "kernel_constraint": keras.constraints.serialize(self.kernel_constraint),
-            "recurrent_constraint": keras.constraints.serialize(self.recurrent_constraint),
-            "bias_constraint": keras.constraints.serialize(self.bias_constraint),
+            **weight_options_config(self, "kernel", "recurrent", "bias", activity_regularizer=True),
             "dropout": self.dropout,
             "recurrent_dropout": self.recurrent_dropout,
             "seed": self.seed,
