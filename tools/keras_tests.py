@@ -1,0 +1,179 @@
+"""Runs Keras's own unit tests against keras_bp's classes, with only the class under test swapped.
+
+The installed `keras` wheel ships its tests (`keras/src/**/*_test.py` in
+site-packages). Each suite below names a Keras test module and the classes
+it tests; the module runs in a fresh process in which, before pytest
+imports it, every place it can take those classes from
+(`keras.src.layers`, `keras.src.losses.losses`, `keras.src.optimizers`,
+the module that defines each class) holds keras_bp's class instead.
+Nothing is copied into this repository and no assertion, tolerance or
+golden value is touched: the tests are Keras's, run where they are
+installed.
+
+Usage:
+    python tools/keras_tests.py                  # every suite, a table (several minutes)
+    python tools/keras_tests.py --only Dense,SGD # suites whose classes include these
+    python tools/keras_tests.py --failures       # also name each failing test and its first error line
+
+A failure is counted as "needs quantization" when the test's name or its
+error names quantization (int8, int4, float8, GPTQ, AWQ), and as "private
+attribute" when its error reads a private attribute of Keras's class
+(`_kernel`, ...): keras_bp does not support the first and does not mirror
+the second.
+"""
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import xml.etree.ElementTree as ElementTree
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+# (Keras test module under keras/src, the classes it tests, a pytest -k expression or None)
+SUITES = [
+    ("layers/core/dense_test.py", ["Dense"], None),
+    ("layers/core/embedding_test.py", ["Embedding"], None),
+    ("layers/convolutional/conv_test.py", ["Conv1D", "Conv2D"], "not conv3d"),
+    ("layers/pooling/max_pooling_test.py", ["MaxPooling1D", "MaxPooling2D"], "not 3d"),
+    ("layers/pooling/average_pooling_test.py", ["AveragePooling1D", "AveragePooling2D"], "not 3d"),
+    ("layers/pooling/global_max_pooling_test.py", ["GlobalMaxPooling1D", "GlobalMaxPooling2D"], "not 3d"),
+    ("layers/pooling/global_average_pooling_test.py", ["GlobalAveragePooling1D", "GlobalAveragePooling2D"], "not 3d"),
+    ("layers/normalization/batch_normalization_test.py", ["BatchNormalization"], None),
+    ("layers/normalization/layer_normalization_test.py", ["LayerNormalization"], None),
+    ("layers/activations/activation_test.py", ["Activation"], None),
+    ("layers/activations/relu_test.py", ["ReLU"], None),
+    ("layers/activations/leaky_relu_test.py", ["LeakyReLU"], None),
+    ("layers/activations/elu_test.py", ["ELU"], None),
+    ("layers/activations/softmax_test.py", ["Softmax"], None),
+    ("layers/regularization/dropout_test.py", ["Dropout"], None),
+    ("layers/reshaping/flatten_test.py", ["Flatten"], None),
+    ("layers/reshaping/reshape_test.py", ["Reshape"], None),
+    ("layers/rnn/simple_rnn_test.py", ["SimpleRNN"], None),
+    ("layers/rnn/lstm_test.py", ["LSTM"], None),
+    ("layers/rnn/gru_test.py", ["GRU"], None),
+    (
+        "losses/losses_test.py",
+        ["MeanSquaredError", "BinaryCrossentropy", "CategoricalCrossentropy", "SparseCategoricalCrossentropy"],
+        "MeanSquaredErrorTest or BinaryCrossentropyTest or CategoricalCrossentropyTest",
+    ),
+    ("optimizers/sgd_test.py", ["SGD"], None),
+    ("optimizers/adam_test.py", ["Adam"], None),
+    ("optimizers/adamw_test.py", ["AdamW"], None),
+    ("optimizers/rmsprop_test.py", ["RMSprop"], None),
+    ("optimizers/adagrad_test.py", ["Adagrad"], None),
+    ("optimizers/adadelta_test.py", ["Adadelta"], None),
+    ("optimizers/nadam_test.py", ["Nadam"], None),
+]
+
+_QUANTIZATION = re.compile(r"quantiz|int8|int4|float8|gptq|awq", re.IGNORECASE)
+_PRIVATE = re.compile(r"has no attribute '_[a-z]")
+
+
+def _keras_src():
+    import keras
+
+    return os.path.join(os.path.dirname(keras.__file__), "src")
+
+
+def swap(names):
+    """Puts keras_bp's class of each name wherever a Keras test module may import it from."""
+    import importlib
+
+    import keras_bp
+
+    for name in names:
+        ours = next(getattr(m, name) for m in (keras_bp.layers, keras_bp.losses, keras_bp.optimizers) if hasattr(m, name))
+        for path in ("keras.src.layers", "keras.src.losses", "keras.src.losses.losses", "keras.src.optimizers"):
+            module = importlib.import_module(path)
+            if hasattr(module, name):
+                keras_class = getattr(module, name)
+                setattr(module, name, ours)
+                setattr(importlib.import_module(keras_class.__module__), name, ours)
+
+
+def run_child(index, junit):
+    """In this process: swap the suite's classes, then run its Keras test module."""
+    import pytest
+
+    module, names, select = SUITES[index]
+    swap(names)
+    args = [os.path.join(_keras_src(), module), "-q", "-p", "no:cacheprovider", "--tb=line",
+            "-W", "ignore", f"--junitxml={junit}"]
+    if select:
+        args += ["-k", select]
+    return pytest.main(args)
+
+
+def run_suite(index, timeout):
+    """Runs one suite in a fresh process; returns {test name: None (passed) or its error's first line}."""
+    with tempfile.TemporaryDirectory() as tmp:
+        junit = os.path.join(tmp, "junit.xml")
+        command = [sys.executable, os.path.abspath(__file__), "--child", str(index), "--junit", junit]
+        try:
+            subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return {"(the suite timed out)": f"timeout after {timeout} s"}
+        if not os.path.exists(junit):
+            return {"(the suite did not run)": "pytest wrote no report"}
+        results = {}
+        for case in ElementTree.parse(junit).getroot().iter("testcase"):
+            name = case.get("name")
+            problem = case.find("failure")
+            if problem is None:
+                problem = case.find("error")
+            if case.find("skipped") is not None:
+                continue
+            if problem is None:
+                results[name] = None
+            else:
+                text = (problem.get("message") or problem.text or "").strip()
+                results[name] = text.splitlines()[0][:200] if text else "failed"
+        return results
+
+
+def kind_of_failure(name, error):
+    if _QUANTIZATION.search(name) or _QUANTIZATION.search(error):
+        return "quantization"
+    if _PRIVATE.search(error):
+        return "private attribute"
+    return "other"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default=None, help="comma-separated class names: run only their suites")
+    parser.add_argument("--failures", action="store_true", help="name every failing test and its error")
+    parser.add_argument("--timeout", type=int, default=900, help="seconds one suite may take")
+    parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--junit", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child is not None:
+        sys.exit(run_child(args.child, args.junit))
+
+    only = set(args.only.split(",")) if args.only else None
+    print(f"{'Keras test module':52} {'swapped':38} {'passed':>6} {'failed':>6} {'quant.':>6} {'private':>7}")
+    totals = [0, 0, 0, 0]
+    failures = []
+    for index, (module, names, _) in enumerate(SUITES):
+        if only and not only.intersection(names):
+            continue
+        results = run_suite(index, args.timeout)
+        failed = {n: e for n, e in results.items() if e is not None}
+        kinds = [kind_of_failure(n, e) for n, e in failed.items()]
+        row = [len(results) - len(failed), len(failed), kinds.count("quantization"), kinds.count("private attribute")]
+        totals = [t + r for t, r in zip(totals, row)]
+        print(f"{module:52} {','.join(names)[:38]:38} {row[0]:6} {row[1]:6} {row[2]:6} {row[3]:7}", flush=True)
+        failures += [(module, n, k, e) for (n, e), k in zip(failed.items(), kinds)]
+    print(f"{'total':52} {'':38} {totals[0]:6} {totals[1]:6} {totals[2]:6} {totals[3]:7}")
+    if args.failures:
+        for module, name, kind, error in failures:
+            print(f"{module}::{name} [{kind}] {error}")
+    other = totals[1] - totals[2] - totals[3]
+    print(f"failures other than quantization and private attributes: {other}")
+
+
+if __name__ == "__main__":
+    main()
