@@ -94,11 +94,30 @@ def swap(names):
                 setattr(importlib.import_module(keras_class.__module__), name, ours)
 
 
+def provide_keras_conftest():
+    """The one helper Keras's tests import from the root `conftest.py` of Keras's repository.
+
+    The wheel ships the tests but not that file; `skip_if_backend(backend,
+    reason)` skips a test on the named backend, as it does there.
+    """
+    import types
+
+    import keras
+    import pytest
+
+    conftest = types.ModuleType("conftest")
+    conftest.skip_if_backend = lambda backend, reason: pytest.mark.skipif(
+        keras.backend.backend() == backend, reason=reason
+    )
+    sys.modules.setdefault("conftest", conftest)
+
+
 def run_child(index, junit):
     """In this process: swap the suite's classes, then run its Keras test module."""
     import pytest
 
     module, names, select = SUITES[index]
+    provide_keras_conftest()
     swap(names)
     args = [os.path.join(_keras_src(), module), "-q", "-p", "no:cacheprovider", "--tb=line",
             "-W", "ignore", f"--junitxml={junit}"]
