@@ -5,6 +5,13 @@ value received:
 
     units must be a positive integer, received: units=0
 
+A class whose Keras counterpart words the error differently passes Keras's
+words as `lead`, put before ours, so that a test written against Keras's
+message (`assertRaisesRegex`) matches keras_bp's too:
+
+    The negative_slope value of a Leaky ReLU layer cannot be None or negative
+    value. negative_slope must be a number >= 0, received: negative_slope=None
+
 Each check accepts Python and NumPy numbers (never bools) and returns the
 value in its standard form (an int, a float). Optimizers also take tensors,
 schedules and callables for their hyperparameters, whose values are only
@@ -14,8 +21,10 @@ known when the update runs; `if_number` applies a check to numbers alone.
 import numbers
 
 
-def _invalid(name, value, accepted):
-    return ValueError(f"{name} must be {accepted}, received: {name}={value!r}")
+def invalid(name, value, accepted, lead=None):
+    """The ValueError of every check: `<lead> <name> must be <accepted>, received: <name>=<value>`."""
+    message = f"{name} must be {accepted}, received: {name}={value!r}"
+    return ValueError(message if lead is None else f"{lead} {message}")
 
 
 def _is_number(value):
@@ -26,24 +35,24 @@ def _is_integer(value):
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def check_positive_int(name, value):
+def check_positive_int(name, value, lead=None):
     """`value` as an int; raises unless it is an integer > 0."""
     if not _is_integer(value) or value <= 0:
-        raise _invalid(name, value, "a positive integer")
+        raise invalid(name, value, "a positive integer", lead)
     return int(value)
 
 
 def check_non_negative_int(name, value):
     """`value` as an int; raises unless it is an integer >= 0."""
     if not _is_integer(value) or value < 0:
-        raise _invalid(name, value, "a non-negative integer")
+        raise invalid(name, value, "a non-negative integer")
     return int(value)
 
 
 def check_one_of(name, value, choices):
     """`value` itself; raises unless it is one of `choices`."""
     if value not in choices:
-        raise _invalid(name, value, f"one of {tuple(choices)}")
+        raise invalid(name, value, f"one of {tuple(choices)}")
     return value
 
 
@@ -52,24 +61,24 @@ def check_int(name, value, allow_none=False):
     if value is None and allow_none:
         return None
     if not _is_integer(value):
-        raise _invalid(name, value, "an integer or None" if allow_none else "an integer")
+        raise invalid(name, value, "an integer or None" if allow_none else "an integer")
     return int(value)
 
 
-def check_non_negative(name, value, allow_none=False):
+def check_non_negative(name, value, allow_none=False, lead=None):
     """`value` as a float (or None where allowed); raises unless it is a number >= 0 (NaN is not)."""
     if value is None and allow_none:
         return None
     if not _is_number(value) or not value >= 0:
-        raise _invalid(name, value, "None or a number >= 0" if allow_none else "a number >= 0")
+        raise invalid(name, value, "None or a number >= 0" if allow_none else "a number >= 0", lead)
     return float(value)
 
 
-def check_unit_interval(name, value, include_one=True):
+def check_unit_interval(name, value, include_one=True, lead=None):
     """`value` as a float; raises unless it is a number in [0, 1] (or [0, 1) without `include_one`)."""
     interval = "[0, 1]" if include_one else "[0, 1)"
     if not _is_number(value) or not (0 <= value <= 1 if include_one else 0 <= value < 1):
-        raise _invalid(name, value, f"a float in {interval}")
+        raise invalid(name, value, f"a float in {interval}", lead)
     return float(value)
 
 

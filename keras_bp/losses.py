@@ -215,6 +215,38 @@ def _scce_backward(from_logits, saved, de):
 # --- the Loss classes ---------------------------------------------------------------------
 
 
+def _to_same_rank(y_true, y_pred):
+    """Keras's rule for a target and a prediction whose ranks differ by one, before any loss.
+
+    The one with the extra trailing axis of length 1 loses it, except that a
+    rank-1 other side gains one instead: (3,) against (3, 1) compares as
+    (3, 1) against (3, 1), never broadcast to (3, 3).
+    """
+    true_rank, pred_rank = len(y_true.shape), len(y_pred.shape)
+    if true_rank == pred_rank + 1 and y_true.shape[-1] == 1:
+        if pred_rank == 1:
+            y_pred = tf.expand_dims(y_pred, -1)
+        else:
+            y_true = tf.squeeze(y_true, -1)
+    elif pred_rank == true_rank + 1 and y_pred.shape[-1] == 1:
+        if true_rank == 1:
+            y_true = tf.expand_dims(y_true, -1)
+        else:
+            y_pred = tf.squeeze(y_pred, -1)
+    return y_true, y_pred
+
+
+def _check_same_shape(y_true, y_pred):
+    """Raises as Keras's cross-entropies do unless the shapes agree where both are known."""
+    if len(y_true.shape) != len(y_pred.shape) or any(
+        t is not None and p is not None and t != p for t, p in zip(y_true.shape, y_pred.shape)
+    ):
+        raise ValueError(
+            "Arguments `target` and `output` must have the same shape. "
+            f"Received: target.shape={y_true.shape}, output.shape={y_pred.shape}"
+        )
+
+
 class _ManualLoss(keras.losses.Loss):
     """A `keras.losses.Loss` whose per-sample error is a manual-gradient op."""
 
@@ -239,7 +271,7 @@ class _ManualLoss(keras.losses.Loss):
 
     def call(self, y_true, y_pred):
         y_pred = tf.convert_to_tensor(y_pred)
-        y_true = tf.cast(y_true, y_pred.dtype)
+        y_true, y_pred = _to_same_rank(tf.cast(y_true, y_pred.dtype), y_pred)
         return self._op(y_true, y_pred)
 
     def get_config(self):
@@ -257,7 +289,8 @@ class _SmoothedCrossentropy(_ManualLoss):
 
     def call(self, y_true, y_pred):
         op, y_pred = self._op_and_input(y_pred)
-        y_true = tf.cast(y_true, y_pred.dtype)
+        y_true, y_pred = _to_same_rank(tf.cast(y_true, y_pred.dtype), y_pred)
+        _check_same_shape(y_true, y_pred)
         if self.label_smoothing:
             y_true = self._smooth(y_true)
         return op(y_true, y_pred)
@@ -397,8 +430,7 @@ class SparseCategoricalCrossentropy(_ManualLoss):
         dtype=None,
     ):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
-        if check_int("axis", axis) != -1:
-            raise ValueError(f"Only axis=-1 is supported, received: axis={axis!r}")
+        check_int("axis", axis)  # As Keras: any other axis than -1 is rejected when called.
         check_int("ignore_class", ignore_class, allow_none=True)
         self.from_logits = bool(from_logits)
         self.ignore_class = ignore_class
@@ -409,8 +441,10 @@ class SparseCategoricalCrossentropy(_ManualLoss):
         )
 
     def call(self, y_true, y_pred):
+        if self.axis != -1:
+            raise ValueError(f"Only axis=-1 is currently supported. Received: axis={self.axis}")
         op, y_pred = self._op_and_input(y_pred)
-        y_true = tf.convert_to_tensor(y_true)
+        y_true, y_pred = _to_same_rank(tf.convert_to_tensor(y_true), y_pred)
         if len(y_true.shape) == len(y_pred.shape) and y_true.shape[-1] == 1:
             y_true = tf.squeeze(y_true, axis=-1)
         if y_true.dtype.is_floating:

@@ -127,7 +127,7 @@ def test_fit_and_save(loss, activation, y, jit_compile, tmp_path):
     [
         (lambda: losses.BinaryCrossentropy(label_smoothing=1.5), "label_smoothing=1.5"),
         (lambda: losses.CategoricalCrossentropy(axis="x"), "axis='x'"),
-        (lambda: losses.SparseCategoricalCrossentropy(axis=0), "axis=0"),
+        (lambda: losses.SparseCategoricalCrossentropy(axis=0)(np.zeros(2), np.ones((2, 3))), "axis=0"),
         (lambda: losses.SparseCategoricalCrossentropy(ignore_class=1.5), "ignore_class=1.5"),
         (lambda: losses.MeanSquaredError(reduction="average"), "average"),
     ],

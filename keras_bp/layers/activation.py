@@ -4,12 +4,15 @@ Each applies one pair from `keras_bp.activations` as a manual-gradient op;
 the derivatives are written out in that module's docstring.
 """
 
+import warnings
+
 import keras
 import tensorflow as tf
 
 from keras_bp import activations
 from keras_bp._validation import check_non_negative
 from keras_bp.core import manual_gradient
+from keras_bp.layers._stateless import build_at_init
 
 
 class _ActivationLayer(keras.layers.Layer):
@@ -18,6 +21,7 @@ class _ActivationLayer(keras.layers.Layer):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.supports_masking = True
+        build_at_init(self)
 
     def call(self, inputs):
         return activations.apply(self.pair, inputs)
@@ -60,9 +64,17 @@ class ReLU(_ActivationLayer):
 
     def __init__(self, max_value=None, negative_slope=0.0, threshold=0.0, **kwargs):
         super().__init__(**kwargs)
-        self.max_value = check_non_negative("max_value", max_value, allow_none=True)
-        self.negative_slope = check_non_negative("negative_slope", negative_slope)
-        self.threshold = check_non_negative("threshold", threshold)
+        # Keras's words lead each message (see keras_bp._validation).
+        self.max_value = check_non_negative(
+            "max_value", max_value, allow_none=True, lead="max_value of a ReLU layer cannot be a negative value."
+        )
+        self.negative_slope = check_non_negative(
+            "negative_slope", negative_slope,
+            lead="negative_slope of a ReLU layer cannot be None or a negative value.",
+        )
+        self.threshold = check_non_negative(
+            "threshold", threshold, lead="threshold of a ReLU layer cannot be None or a negative value."
+        )
         self.pair = activations.configured(
             "relu", negative_slope=self.negative_slope, max_value=self.max_value, threshold=self.threshold
         )
@@ -86,12 +98,14 @@ class LeakyReLU(_ActivationLayer):
 
     def __init__(self, negative_slope=0.3, **kwargs):
         if "alpha" in kwargs:
-            raise ValueError(
-                "LeakyReLU's argument is named negative_slope in Keras 3, "
-                f"received: alpha={kwargs['alpha']!r}"
-            )
+            # As Keras 3: the Keras 2 name still works, with a warning.
+            negative_slope = kwargs.pop("alpha")
+            warnings.warn("Argument `alpha` is deprecated. Use `negative_slope` instead.")
         super().__init__(**kwargs)
-        self.negative_slope = check_non_negative("negative_slope", negative_slope)
+        self.negative_slope = check_non_negative(
+            "negative_slope", negative_slope,
+            lead="The negative_slope value of a Leaky ReLU layer cannot be None or negative value.",
+        )
         self.pair = activations.configured("leaky_relu", negative_slope=self.negative_slope)
 
     def get_config(self):
@@ -139,6 +153,21 @@ def _masked_softmax_op(axis):
     return manual_gradient(forward, backward, name="masked_softmax")
 
 
+def _check_mask_broadcastable(mask_shape, inputs_shape):
+    """Raises, in Keras's words, unless each mask axis is 1 or the input's and there are no more of them."""
+    if len(mask_shape) > len(inputs_shape):
+        raise ValueError(
+            "The `mask` must be broadcastable to `inputs` and must not have more dimensions. "
+            f"Received: inputs.shape={inputs_shape}, mask.shape={mask_shape}"
+        )
+    for m, n in zip(reversed(mask_shape), reversed(inputs_shape)):
+        if m is not None and n is not None and m not in (1, n):
+            raise ValueError(
+                "The `mask` must be broadcastable to `inputs`. Each mask dimension must be 1 or match the "
+                f"corresponding input dimension. Received: inputs.shape={inputs_shape}, mask.shape={mask_shape}"
+            )
+
+
 @keras.saving.register_keras_serializable(package="keras_bp")
 class Softmax(keras.layers.Layer):
     """Softmax activation layer (drop-in for `keras.layers.Softmax`).
@@ -162,15 +191,12 @@ class Softmax(keras.layers.Layer):
             axis_key = axis_key[0]
         self._pair = activations.configured("softmax", axis=axis_key)
         self._masked_op = _masked_softmax_op(axis_key)
+        build_at_init(self)
 
     def call(self, inputs, mask=None):
         if mask is None:
             return activations.apply(self._pair, inputs)
-        if len(mask.shape) > len(inputs.shape):
-            raise ValueError(
-                "The mask must be broadcastable to the inputs, received: "
-                f"mask.shape={mask.shape} for inputs.shape={inputs.shape}"
-            )
+        _check_mask_broadcastable(mask.shape, inputs.shape)
         if mask.dtype != tf.bool:
             mask = mask > tf.cast(0.5, mask.dtype)
         mask = tf.broadcast_to(mask, tf.shape(inputs))

@@ -1,10 +1,37 @@
 """Dropout: y = x * m / (1 - rate) in training, with m ~ Bernoulli(1 - rate)."""
 
+import numbers
+
 import keras
 import tensorflow as tf
 
-from keras_bp._validation import check_unit_interval
+from keras_bp._validation import check_unit_interval, invalid
 from keras_bp.core import manual_gradient
+from keras_bp.layers._stateless import build_at_init
+
+
+def _validated_noise_shape(noise_shape):
+    """`noise_shape` as a tuple (or None); raises unless each entry is a positive integer or None."""
+    if noise_shape is None:
+        return None
+
+    def error(expected):
+        # Keras's words lead (see keras_bp._validation).
+        lead = f"Invalid value received for argument `noise_shape`. Expected {expected}."
+        return invalid("noise_shape", noise_shape, "a tuple of positive integers or None", lead)
+
+    if isinstance(noise_shape, str):
+        raise error("a tuple or list of integers")
+    try:
+        noise_shape = tuple(noise_shape)
+    except TypeError:
+        raise error("an iterable of integers (e.g., a tuple or list)") from None
+    for d in noise_shape:
+        if d is not None and (not isinstance(d, numbers.Integral) or isinstance(d, bool)):
+            raise error("all elements to be integers or None")
+        if d is not None and d <= 0:
+            raise error("all dimensions to be positive integers or None")
+    return noise_shape
 
 
 def dropout_forward(x, scaled_mask):
@@ -44,30 +71,15 @@ class Dropout(keras.layers.Layer):
 
     def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
         super().__init__(**kwargs)
-        self.rate = check_unit_interval("rate", rate)
+        self.rate = check_unit_interval(
+            "rate", rate, lead="Invalid value received for argument `rate`. Expected a float value between 0 and 1."
+        )
         self.seed = seed
-        self.noise_shape = self._validated_noise_shape(noise_shape)
+        self.noise_shape = _validated_noise_shape(noise_shape)
         if self.rate > 0:
             self.seed_generator = keras.random.SeedGenerator(seed)
         self.supports_masking = True
-        self.built = True
-
-    @staticmethod
-    def _validated_noise_shape(noise_shape):
-        if noise_shape is None:
-            return None
-        try:
-            noise_shape = tuple(noise_shape)
-        except TypeError:
-            noise_shape = None
-        if noise_shape is None or any(
-            d is not None and (not isinstance(d, int) or d <= 0) for d in noise_shape
-        ):
-            raise ValueError(
-                "noise_shape must be a tuple of positive integers or None, "
-                f"received: noise_shape={noise_shape!r}"
-            )
-        return noise_shape
+        build_at_init(self)
 
     def call(self, inputs, training=False):
         if not training or self.rate == 0:

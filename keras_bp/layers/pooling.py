@@ -9,7 +9,6 @@ reduce over the spatial axes in the layer's own layout.
 import keras
 import tensorflow as tf
 
-from keras_bp._validation import check_input_rank
 from keras_bp.core import manual_gradient
 from keras_bp.layers._spatial import (
     Layout,
@@ -18,6 +17,7 @@ from keras_bp.layers._spatial import (
     standardize_tuple,
     windowed_output_shape,
 )
+from keras_bp.layers._stateless import build_at_init
 
 # --- windowed pooling -------------------------------------------------------
 
@@ -108,12 +108,11 @@ class _Pooling(keras.layers.Layer):
         self._op = type(self).make_op(
             layout, layout.spatial_2d(self.pool_size), layout.spatial_2d(self.strides), self.padding.upper()
         )
-
-    def build(self, input_shape):
-        check_input_rank(type(self).__name__, "inputs", input_shape, rank=self.rank + 2)
-        self.compute_output_shape(input_shape)  # raises for a window that does not fit
+        build_at_init(self)
 
     def call(self, inputs):
+        # The rank is checked by input_spec; a window that does not fit, here (no build: built at init).
+        self.compute_output_shape(inputs.shape)
         return self._op(inputs)
 
     def compute_output_shape(self, input_shape):
@@ -266,9 +265,7 @@ class _GlobalPooling(keras.layers.Layer):
         self._axes = list(range(first, first + self.rank))
         make_op = global_average_pool_op if self.mode == "average" else global_max_pool_op
         self._op = make_op(self._axes, bool(keepdims))
-
-    def build(self, input_shape):
-        check_input_rank(type(self).__name__, "inputs", input_shape, rank=self.rank + 2)
+        build_at_init(self)
 
     def call(self, inputs):
         return self._op(inputs)

@@ -1,13 +1,20 @@
-"""The reshaping layers (Flatten, Reshape): the backward of a reshape is the inverse reshape."""
+"""The reshaping layers (Flatten, Reshape): the backward of a reshape is the inverse reshape.
+
+A `tf.SparseTensor` input is reshaped as Keras does, by `tf.sparse.reshape`:
+only its indices move, its values pass through unchanged, so the gradient
+of the values is the upstream gradient itself (TensorFlow's, with no
+arithmetic in which a bug could hide).
+"""
 
 import math
 
 import keras
 import tensorflow as tf
 
-from keras_bp._validation import check_input_rank
+from keras_bp._validation import check_input_rank, invalid
 from keras_bp.core import manual_gradient
 from keras_bp.layers._spatial import standardize_data_format
+from keras_bp.layers._stateless import build_at_init
 
 
 def _reshape_op(perm=None):
@@ -31,6 +38,11 @@ def _reshape_op(perm=None):
 _plain_reshape = _reshape_op()
 
 
+def _static_size(shape, default=None):
+    """The number of elements of `shape`, or `default` where an axis is unknown."""
+    return default if any(d is None for d in shape) else math.prod(shape)
+
+
 @keras.saving.register_keras_serializable(package="keras_bp")
 class Flatten(keras.layers.Layer):
     """Flattens the input, keeping the batch axis (drop-in for `keras.layers.Flatten`).
@@ -51,19 +63,20 @@ class Flatten(keras.layers.Layer):
         super().__init__(**kwargs)
         self.data_format = standardize_data_format(data_format)
         self.input_spec = keras.layers.InputSpec(min_ndim=1)
-        self.built = True
+        build_at_init(self)
 
     def call(self, inputs):
         rank = len(inputs.shape)
+        perm = (0, *range(2, rank), 1) if self.data_format == "channels_first" and rank > 2 else None
+        if isinstance(inputs, tf.SparseTensor):
+            if perm is not None:
+                inputs = tf.sparse.transpose(inputs, perm)
+            return tf.sparse.reshape(inputs, [-1, _static_size(inputs.shape[1:], default=-1)])
         flat = tf.stack([tf.shape(inputs)[0], -1]) if rank > 1 else tf.constant([-1, 1])
-        if self.data_format == "channels_first" and rank > 2:
-            return _reshape_op((0, *range(2, rank), 1))(inputs, flat)
-        return _plain_reshape(inputs, flat)
+        return (_plain_reshape if perm is None else _reshape_op(perm))(inputs, flat)
 
     def compute_output_shape(self, input_shape):
-        rest = input_shape[1:]
-        size = None if any(d is None for d in rest) else math.prod(rest)
-        return (input_shape[0], size)
+        return (input_shape[0], _static_size(input_shape[1:]))
 
     def get_config(self):
         return {**super().get_config(), "data_format": self.data_format}
@@ -84,41 +97,42 @@ class Reshape(keras.layers.Layer):
             target_shape = tuple(target_shape)
         except TypeError:
             target_shape = (target_shape,)
-        if (
-            any(not isinstance(d, int) or isinstance(d, bool) or (d <= 0 and d != -1) for d in target_shape)
-            or target_shape.count(-1) > 1
-        ):
-            raise ValueError(
-                "target_shape must be a tuple of positive integers with at most "
-                f"one -1, received: target_shape={target_shape!r}"
+        accepted = "a tuple of non-negative integers with at most one -1"
+        # Keras's words lead (see keras_bp._validation).
+        if any(not isinstance(d, int) or isinstance(d, bool) or d < -1 for d in target_shape):
+            lead = (
+                "Each dimension in `target_shape` must be a non-negative integer, or `-1` for a single "
+                f"unknown dimension. Received: target_shape={target_shape}."
             )
+            raise invalid("target_shape", target_shape, accepted, lead)
+        if target_shape.count(-1) > 1:
+            lead = f"There must be at most one unknown dimension (-1) in `target_shape`. Received: {target_shape}."
+            raise invalid("target_shape", target_shape, accepted, lead)
         self.target_shape = target_shape
-        self.built = True
+        build_at_init(self)
 
     def call(self, inputs):
         check_input_rank("Reshape", "inputs", inputs.shape, min_rank=1)
-        new_shape = tf.concat([tf.shape(inputs)[:1], tf.constant(self.target_shape, tf.int32)], 0)
+        # The -1 resolved from the static shape where it can be, so the output's static shape is known.
+        target = tuple(-1 if d is None else d for d in self.compute_output_shape(inputs.shape)[1:])
+        if isinstance(inputs, tf.SparseTensor):
+            return tf.sparse.reshape(inputs, (-1, *target))
+        new_shape = tf.concat([tf.shape(inputs)[:1], tf.constant(target, tf.int32)], 0)
         return _plain_reshape(inputs, new_shape)
 
     def compute_output_shape(self, input_shape):
+        """Keras's shape: the -1 inferred where the other axes are known, None where they are not."""
         target = list(self.target_shape)
-        if -1 in target:
-            rest = input_shape[1:]
-            known = math.prod(d for d in target if d != -1)
-            if any(d is None for d in rest):
-                target[target.index(-1)] = None
-            else:
-                size = math.prod(rest)
-                if size % known:
-                    raise ValueError(
-                        f"Cannot reshape inputs of shape {tuple(input_shape)} to "
-                        f"target_shape={self.target_shape}"
-                    )
-                target[target.index(-1)] = size // known
-        elif None not in input_shape[1:] and math.prod(input_shape[1:]) != math.prod(target):
+        rest = tuple(input_shape[1:])
+        if None in rest:
+            return (input_shape[0], *(None if d == -1 else d for d in target))
+        size, known = math.prod(rest), math.prod(d for d in target if d != -1)
+        if -1 in target and known and size % known == 0:
+            target[target.index(-1)] = size // known
+        elif -1 in target or size != known:
             raise ValueError(
-                f"Cannot reshape inputs of shape {tuple(input_shape)} to "
-                f"target_shape={self.target_shape}: the sizes differ"
+                "The total size of the tensor must be unchanged. Received: "
+                f"input_shape={rest}, target_shape={self.target_shape}"
             )
         return (input_shape[0], *target)
 

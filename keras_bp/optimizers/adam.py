@@ -3,7 +3,7 @@
 import keras
 import tensorflow as tf
 
-from keras_bp._validation import check_non_negative, check_unit_interval, if_number
+from keras_bp._validation import check_non_negative, check_unit_interval, if_number, invalid
 from keras_bp.optimizers._common import accepts_keras2_lr, dense_gradient, scalar_dtype
 
 
@@ -204,9 +204,10 @@ class AdamW(Adam):
         **kwargs,
     ):
         if weight_decay is None:
-            raise ValueError(
-                "weight_decay must be a float for AdamW (use Adam for no decay), "
-                "received: weight_decay=None"
+            # Keras's words lead (see keras_bp._validation).
+            raise invalid(
+                "weight_decay", None, "a float for AdamW (use Adam for no decay)",
+                lead="Argument `weight_decay` must be a float. Received: weight_decay=None.",
             )
         if_number(check_non_negative, "weight_decay", weight_decay)
         super().__init__(

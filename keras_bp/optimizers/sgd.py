@@ -67,7 +67,8 @@ class SGD(keras.optimizers.Optimizer):
         **kwargs,
     ):
         if_number(check_non_negative, "learning_rate", learning_rate)
-        if_number(check_unit_interval, "momentum", momentum)
+        # Keras's words lead (see keras_bp._validation).
+        if_number(check_unit_interval, "momentum", momentum, lead="`momentum` must be a float between [0, 1].")
         super().__init__(
             learning_rate=learning_rate,
             weight_decay=weight_decay,

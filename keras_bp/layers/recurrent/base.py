@@ -208,6 +208,9 @@ class BaseRNN(keras.layers.Layer):
 
     def call(self, sequences, initial_state=None, mask=None, training=False):
         check_input_rank(self.__class__.__name__, "sequences", sequences.shape, rank=3)
+        if not sequences.dtype.is_floating:
+            # Keras's matmuls promote an integer input to the compute dtype; autocast leaves ints alone.
+            sequences = tf.cast(sequences, self.compute_dtype)
         mask = self._check_mask(sequences, mask)
         states = self._initial_states(initial_state)
         dmask, rmask = self._dropout_masks(sequences, bool(training))
