@@ -169,9 +169,22 @@ def train(args, name, results_dir):
     with open(os.path.join(results_dir, f"{name}.json"), "w") as f:
         json.dump(numbers, f)
     if multi_worker:
-        # A last all-reduce: no worker leaves while another still needs it.
-        tf.function(lambda: strategy.run(lambda: tf.distribute.get_replica_context().all_reduce("SUM", tf.ones(()))))()
+        barrier(strategy)
     print(f"{name}: done", flush=True)
+
+
+def barrier(strategy):
+    """A last all-reduce across the workers: none leaves while another still needs it."""
+    import tensorflow as tf
+
+    def one():
+        return tf.distribute.get_replica_context().all_reduce("SUM", tf.ones(()))
+
+    @tf.function
+    def all_workers():
+        return strategy.run(one)
+
+    all_workers()
 
 
 def _exit_with_parent_or_deadline(parent, seconds):

@@ -116,14 +116,7 @@ def enable_multi_worker_fit():
         The names of the fixes in force after the call (a tuple, empty when
         the installed Keras needs none).
     """
-    for name in multi_worker_fit_bugs():
-        if name in _originals:
-            continue
-        owner, attribute = _TARGETS[name]
-        original = getattr(owner, attribute)
-        setattr(owner, attribute, _FIXES[name](original))
-        _originals[name] = original
-    return tuple(name for name in _FAULTY_LINES if name in _originals)
+    return _enable(multi_worker_fit_bugs())
 
 
 def disable_multi_worker_fit():
@@ -133,6 +126,18 @@ def disable_multi_worker_fit():
         owner, attribute = _TARGETS[name]
         setattr(owner, attribute, _originals.pop(name))
     return removed
+
+
+def _enable(names):
+    """Applies the named fixes (the tests apply one alone); returns the names in force."""
+    for name in names:
+        if name in _originals:
+            continue
+        owner, attribute = _TARGETS[name]
+        original = getattr(owner, attribute)
+        setattr(owner, attribute, _FIXES[name](original))
+        _originals[name] = original
+    return tuple(name for name in _FAULTY_LINES if name in _originals)
 
 
 def _has_faulty_line(name):
