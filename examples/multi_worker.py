@@ -128,7 +128,7 @@ def train(args, name, results_dir):
     print(f"{name}: data: {description}; training on {len(x_train)}", flush=True)
 
     options = tf.data.Options()
-    # Trap 14 (docs/traps.md): with OFF each worker would read all the data.
+    # Trap 14 (docs/traps.md): with OFF every worker would read the same examples.
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
 
     def pipeline(*arrays, batch_size, drop_remainder=False):

@@ -168,7 +168,6 @@ def _tiny_model(kind):
 
 def _worker(name, results_dir):
     """One process of the tiny cluster run (a worker when TF_CONFIG is set, else the one-process run)."""
-    import keras
     import tensorflow as tf
 
     from keras.src.backend.tensorflow import trainer
