@@ -27,6 +27,7 @@ from keras_bp.core import autodiff, autodiff_enabled, manual_gradient
 from keras_bp.gradcheck import GradientCheckError, GradientCheckResult, check_gradients
 from keras_bp import activations
 from keras_bp import callbacks
+from keras_bp import distribute
 from keras_bp import layers
 from keras_bp import losses
 from keras_bp import optimizers
@@ -44,6 +45,7 @@ __all__ = [
     "check_gradients",
     "ConversionReport",
     "convert",
+    "distribute",
     "layers",
     "losses",
     "manual_gradient",
