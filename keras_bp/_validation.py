@@ -126,3 +126,12 @@ def reject_keras_only_options(layer, kwargs, names):
                 f"keras_bp.layers.{cls} does not support {name}, received: {name}={value!r}; "
                 f"use keras.layers.{cls} for {features}."
             )
+
+
+class ArgumentTypeError(TypeError, ValueError):
+    """An argument of the wrong type where Keras raises TypeError (LayerNormalization's `axis`).
+
+    NOTE: a ValueError too, the error of every other check here, so code that
+    catches ValueError for a bad argument keeps working (NumPy's AxisError is
+    both a ValueError and an IndexError for the same reason).
+    """

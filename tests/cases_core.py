@@ -1,4 +1,9 @@
-"""Harness cases for the Foundation layers: Dense, activations, Dropout, reshaping."""
+"""Harness cases for the Foundation layers: Dense, activations, Dropout, reshaping, normalization options.
+
+The normalization options are BatchNormalization's `renorm` and
+LayerNormalization's deprecated `rms_scaling` (the plain normalization cases
+are in tests/cases_conv.py).
+"""
 
 import keras
 import numpy as np
@@ -60,4 +65,39 @@ CASES += [
     LayerCase("flatten-channels-first", *_pair(layers.Flatten, keras.layers.Flatten, data_format="channels_first"),
               (2, 3, 2, 4), fit=False),
     LayerCase("reshape", *_pair(layers.Reshape, keras.layers.Reshape, target_shape=(-1, 2)), (2, 3, 4)),
+]
+
+# Batch renormalization's r and d are constants of the backward (stop_gradient,
+# as in Keras), so float64 finite differences, which see r and d move with x,
+# agree only where clipping pins them: the layer starts from renorm_mean = 3
+# and renorm_stddev = sqrt(0.01) = 0.1, so r = sigma / 0.1 ~ 10 is clipped to
+# rmax and d = (mu - 3) / 0.1 ~ -30 to -dmax. The parity test draws random
+# statistics (renorm_stddev in [0.5, 1.5]), where r and d mostly stay inside
+# the clipping; tests/test_normalization_options.py checks unclipped r and d.
+_PINNED_RENORM = dict(
+    renorm=True, renorm_clipping={"rmax": 2.0, "rmin": 0.5, "dmax": 1.0}, renorm_momentum=0.8, momentum=0.9,
+    moving_mean_initializer=keras.initializers.Constant(3.0),
+    moving_variance_initializer=keras.initializers.Constant(0.01),
+)
+
+CASES += [
+    LayerCase("batchnorm-renorm-train", *_pair(layers.BatchNormalization, keras.layers.BatchNormalization,
+                                               gamma_initializer="random_normal", beta_initializer="random_normal",
+                                               **_PINNED_RENORM),
+              (4, 5, 3), call_kwargs={"training": True}),
+    LayerCase("batchnorm-renorm-train-axis1-no-scale",
+              *_pair(layers.BatchNormalization, keras.layers.BatchNormalization, axis=1, scale=False, **_PINNED_RENORM),
+              (4, 3, 5), call_kwargs={"training": True}, fit=False),
+    # Unclipped renorm: in inference as without renorm; its fit trains unclipped.
+    LayerCase("batchnorm-renorm-infer", *_pair(layers.BatchNormalization, keras.layers.BatchNormalization, renorm=True),
+              (6, 4), call_kwargs={"training": False}),
+    LayerCase("layernorm-rms-scaling",
+              *_pair(layers.LayerNormalization, keras.layers.LayerNormalization, rms_scaling=True,
+                     gamma_initializer="random_normal"),
+              (3, 4, 5)),
+    # rms_scaling keeps gamma without scale and drops beta despite center, as Keras.
+    LayerCase("layernorm-rms-scaling-axes12-no-scale",
+              *_pair(layers.LayerNormalization, keras.layers.LayerNormalization, rms_scaling=True, axis=[2, 1],
+                     scale=False, center=True, epsilon=1e-5),
+              (3, 4, 5, 2), fit=False),
 ]

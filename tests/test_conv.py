@@ -46,9 +46,10 @@ BAD_ARGUMENTS = [
     (layers.AveragePooling2D, dict(pool_size=2, data_format="channels_middle"), "data_format='channels_middle'"),
     (layers.GlobalMaxPooling2D, dict(data_format="NCHW"), "data_format='NCHW'"),
     (layers.BatchNormalization, dict(axis="channels"), "axis='channels'"),
-    (layers.BatchNormalization, dict(renorm=True), "renorm=True"),
+    (layers.BatchNormalization, dict(synchronized=True), "synchronized=True"),
+    (layers.BatchNormalization, dict(renorm=True, renorm_clipping={"dmax": -1.0}), "renorm_clipping={'dmax': -1.0}"),
     (layers.LayerNormalization, dict(axis="last"), "axis='last'"),
-    (layers.LayerNormalization, dict(rms_scaling=True), "rms_scaling=True"),
+    (layers.LayerNormalization, dict(axis=[-1, "x"]), "axis=[-1, 'x']"),
 ]
 
 

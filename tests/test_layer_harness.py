@@ -27,7 +27,8 @@ def _built(make, case):
 def _random_like(rng, value, name):
     if value.dtype.kind != "f":
         return value
-    low, high = (0.5, 1.5) if "variance" in name else (-0.5, 0.5)
+    # Variances and standard deviations (renorm's) must be positive.
+    low, high = (0.5, 1.5) if "variance" in name or "stddev" in name else (-0.5, 0.5)
     return rng.uniform(low, high, value.shape).astype(value.dtype)
 
 

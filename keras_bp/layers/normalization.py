@@ -5,21 +5,29 @@ scale and shift:
 
     mu   = mean over S of x                      (statistic's shape, S kept as 1)
     var  = mean over S of (x - mu)^2             (biased, as tf.nn.moments)
-    r    = 1 / sqrt(var + epsilon)
-    xhat = (x - mu) r
+    s    = 1 / sqrt(var + epsilon)
+    xhat = (x - mu) s
     y    = gamma xhat + beta
 
 BatchNormalization takes S = every axis but the channel axis (gamma and beta
 are per channel); LayerNormalization takes S = its `axis` (gamma and beta are
 per normalized element). One backward (`normalize_backward`) serves both.
+
+Two of Keras's options change the forward: BatchNormalization's `renorm`
+(batch renormalization, Ioffe 2017) multiplies xhat by a per-channel r and
+adds a d, both constants of the backward (`batch_renorm_train_op`);
+LayerNormalization's deprecated `rms_scaling` drops the centering of the
+numerator and beta, y = gamma x s (`layer_norm_rms_scaling_op`).
 """
 
+import numbers
+import warnings
 from typing import NamedTuple
 
 import keras
 import tensorflow as tf
 
-from keras_bp._validation import check_int
+from keras_bp._validation import ArgumentTypeError, check_int
 from keras_bp.core import manual_gradient
 from keras_bp.layers._weight_options import add_weight_with_options, set_weight_options, weight_options_config
 
@@ -42,43 +50,44 @@ def normalize_forward(x, mean, variance, gamma, beta, epsilon):
     return x * inv + shift
 
 
-def normalize_backward(dy, x, mean, r, gamma, axes, d_mean=None, d_variance=None, weights=None):
+def normalize_backward(dy, x, mean, s, gamma, axes, d_mean=None, d_variance=None, weights=None):
     """dL/dx through the normalization, the batch statistics included.
 
     With g = dy gamma = dL/dxhat, sums over S (axes), N = |S|:
 
-        dL/dvar = -1/2 r^3 sum(g (x - mu))                       (+ upstream d_variance)
-        dL/dmu  = -r sum(g)                                      (+ upstream d_mean)
-        dx      = g r + dL/dvar 2 (x - mu) / N + dL/dmu / N
+        dL/dvar = -1/2 s^3 sum(g (x - mu))                       (+ upstream d_variance)
+        dL/dmu  = -s sum(g)                                      (+ upstream d_mean)
+        dx      = g s + dL/dvar 2 (x - mu) / N + dL/dmu / N
 
     since dvar/dx = 2 (x - mu) / N and dmu/dx = 1 / N (var's own dependence
     on mu vanishes: sum(x - mu) = 0). Without upstream statistics this is the
     familiar
-        dx = (r / N) (N g - sum(g) - xhat sum(g xhat)).
+        dx = (s / N) (N g - sum(g) - xhat sum(g xhat)).
 
     With `weights` m (Keras's masked BatchNormalization), mu and var are
     m-weighted means with denominator W = sum(m) + 1e-7; every 1/N above
     becomes m / W and dL/dmu gains dL/dvar dvar/dmu = dL/dvar (-2 sum(m (x - mu)) / W),
     which no longer vanishes exactly.
 
-    Shapes: x, dy (input's); mean, r (input's rank, S axes of length 1);
-    gamma broadcastable to x or None.
+    Shapes: x, dy (input's); mean, s (input's rank, S axes of length 1);
+    gamma (whatever multiplies xhat: gamma, or renorm's gamma r) broadcastable
+    to x or None.
     """
     g = dy if gamma is None else dy * gamma
     centered = x - mean
-    d_var = -0.5 * r * r * r * tf.reduce_sum(g * centered, axis=axes, keepdims=True)
-    d_mu = -r * tf.reduce_sum(g, axis=axes, keepdims=True)
+    d_var = -0.5 * s * s * s * tf.reduce_sum(g * centered, axis=axes, keepdims=True)
+    d_mu = -s * tf.reduce_sum(g, axis=axes, keepdims=True)
     if d_variance is not None:
         d_var += d_variance
     if d_mean is not None:
         d_mu += d_mean
     if weights is None:
-        per_element = 1 / tf.cast(tf.reduce_prod(tf.gather(tf.shape(x), axes)), x.dtype)
+        per_element = 1 / _count(x, axes)
     else:
         m, total = weights
         d_mu += d_var * -2 * tf.reduce_sum(m * centered, axis=axes, keepdims=True) / total
         per_element = m / total
-    return g * r + (2 * d_var * centered + d_mu) * per_element
+    return g * s + (2 * d_var * centered + d_mu) * per_element
 
 
 def moments(x, axes):
@@ -96,18 +105,21 @@ def masked_moments(x, m, axes):
     return mean, variance, total
 
 
+def _count(x, axes):
+    """N = the number of elements per statistic over `axes`, in x's dtype."""
+    return tf.cast(tf.reduce_prod(tf.gather(tf.shape(x), axes)), x.dtype)
+
+
 # --- what both layers do with gamma and beta -------------------------------------
 
 
-def _add_gamma_and_beta(layer, shape):
-    """Adds `gamma` (when `layer.scale`), then `beta` (when `layer.center`), as Keras does.
+def _add_gamma_and_beta(layer, shape, scale, center):
+    """Adds `gamma` (when `scale`), then `beta` (when `center`), as Keras does; None where absent.
 
     Neither is autocast: the math runs in at least float32 (see the layers' `call`).
     """
-    if layer.scale:
-        layer.gamma = add_weight_with_options(layer, "gamma", shape, autocast=False)
-    if layer.center:
-        layer.beta = add_weight_with_options(layer, "beta", shape, autocast=False)
+    layer.gamma = add_weight_with_options(layer, "gamma", shape, autocast=False) if scale else None
+    layer.beta = add_weight_with_options(layer, "beta", shape, autocast=False) if center else None
 
 
 def _shared_config(layer):
@@ -140,14 +152,16 @@ def _check_axes_in_bounds(axis, axes, input_shape):
 
 
 class BatchNormSaved(NamedTuple):
-    """What training-mode batch normalization saves for its backward."""
+    """What training-mode batch normalization (and renormalization) saves for its backward."""
 
     x: tf.Tensor  # the input
     mean: tf.Tensor  # mu, the input's rank with S axes of length 1
-    r: tf.Tensor  # 1 / sqrt(var + eps), mu's shape
-    gamma: object  # gamma broadcastable to x, or None
+    s: tf.Tensor  # 1 / sqrt(var + eps), mu's shape
+    scale: object  # what multiplies xhat, broadcastable to x: gamma, gamma r, r (renorm, no gamma), or None
+    has_gamma: bool  # whether gamma was given (else dgamma is None)
     has_beta: bool  # whether beta was given (else dbeta is None)
     weights: object  # (mask, sum(mask) + eps) for masked statistics, or None
+    correction: object  # renorm's (r, d), each broadcastable to x, or None
 
 
 def batch_norm_train_op(axes, epsilon):
@@ -164,35 +178,123 @@ def batch_norm_train_op(axes, epsilon):
         dx     = normalize_backward(...)            (input's shape)
         dgamma = sum over S of dy xhat              (C,)
         dbeta  = sum over S of dy                   (C,)
-    The mask gets no gradient. Saves x, mu, r (and the mask's weights).
+    The mask gets no gradient. Saves x, mu, s (and the mask's weights).
     """
 
     def forward(x, gamma, beta, mask):
-        has_beta = beta is not None
-        gamma, beta = _per_channel(gamma, x, axes), _per_channel(beta, x, axes)
-        if mask is None:
-            mean, variance = moments(x, axes)
-            weights = None
-        else:
-            mean, variance, total = masked_moments(x, mask, axes)
-            weights = (mask, total)
-        y = normalize_forward(x, mean, variance, gamma, beta, epsilon)
-        r = tf.math.rsqrt(variance + epsilon)
-        outputs = (y, tf.squeeze(mean, axes), tf.squeeze(variance, axes))
-        return outputs, BatchNormSaved(x, mean, r, gamma, has_beta, weights)
+        return _train_forward(x, gamma, beta, mask, axes, epsilon, None)
 
     def backward(saved, dy, d_mean, d_variance):
-        x, mean, r, gamma = saved.x, saved.mean, saved.r, saved.gamma
-        stat_shape = tf.shape(mean)
-        dx = normalize_backward(
-            dy, x, mean, r, gamma, axes,
-            d_mean=tf.reshape(d_mean, stat_shape), d_variance=tf.reshape(d_variance, stat_shape),
-            weights=saved.weights,
-        )
-        dgamma, dbeta = _param_grads(dy, (x - mean) * r, axes, gamma is not None, saved.has_beta)
-        return dx, dgamma, dbeta, None
+        return _train_backward(saved, dy, d_mean, d_variance, axes)
 
     return manual_gradient(forward, backward, name="batch_normalization")
+
+
+def batch_renorm_train_op(axes, epsilon, clipping):
+    """Training-mode batch renormalization (Ioffe 2017), as Keras's `renorm=True`:
+    (x, gamma, beta, mask, renorm_mean, renorm_stddev) -> (y, mean, variance).
+
+    Forward, per channel (C,), with the batch's mu, var and s as in
+    `batch_norm_train_op` and (r, d) from `renorm_correction`:
+
+        y = gamma (xhat r + d) + beta
+          = xhat (gamma r) + (gamma d + beta)      (Keras's composed scale and offset)
+
+    r and d are treated as constants in the backward (stop_gradient), as the
+    paper and Keras do: they carry the moving statistics into the training
+    forward, and their own dependence on the batch is not differentiated.
+    Without gamma, y = xhat r + d + beta.
+
+    Backward (sums over S):
+        dx     = normalize_backward(...) with gamma r in gamma's place   (input's shape)
+        dgamma = sum over S of dy (xhat r + d)                           (C,)
+        dbeta  = sum over S of dy                                        (C,)
+    The mask, renorm_mean and renorm_stddev get no gradient. Saves what
+    `batch_norm_train_op` saves, and r and d.
+    """
+
+    def forward(x, gamma, beta, mask, renorm_mean, renorm_stddev):
+        def correction(mean, variance):
+            return renorm_correction(mean, variance, renorm_mean, renorm_stddev, epsilon, clipping)
+
+        return _train_forward(x, gamma, beta, mask, axes, epsilon, correction)
+
+    def backward(saved, dy, d_mean, d_variance):
+        return _train_backward(saved, dy, d_mean, d_variance, axes) + (None, None)
+
+    return manual_gradient(forward, backward, name="batch_renormalization")
+
+
+def renorm_correction(mean, variance, renorm_mean, renorm_stddev, epsilon, clipping):
+    """Batch renormalization's correction (r, d), per channel (C,), as Keras computes it.
+
+        sigma   = sqrt(var + eps)                              the batch's stddev
+        sigma_R = max(renorm_stddev, sqrt(eps))                 NOTE: Keras's guard against a zero stddev
+        r       = clip(sigma / sigma_R, rmin, rmax)
+        d       = clip((mu - renorm_mean) / sigma_R, -dmax, dmax)
+
+    `clipping` holds "rmin", "rmax", "dmax" (each optional: no bound where
+    missing or None). Both are returned under stop_gradient: constants of the
+    backward, as in the paper and in Keras.
+    """
+    stddev = tf.sqrt(variance + epsilon)
+    renorm_stddev = tf.maximum(renorm_stddev, tf.sqrt(tf.constant(epsilon, stddev.dtype)))
+    r = stddev / renorm_stddev
+    d = (mean - renorm_mean) / renorm_stddev
+    rmin, rmax, dmax = (clipping.get(key) for key in ("rmin", "rmax", "dmax"))
+    if rmin is not None:
+        r = tf.maximum(r, rmin)
+    if rmax is not None:
+        r = tf.minimum(r, rmax)
+    if dmax is not None:
+        d = tf.clip_by_value(d, -dmax, dmax)
+    return tf.stop_gradient(r), tf.stop_gradient(d)
+
+
+def _train_forward(x, gamma, beta, mask, axes, epsilon, correction):
+    """y, mean, variance of training-mode batch normalization, and what the backward needs.
+
+    `correction` is None, or renorm's `(mean, variance) -> (r, d)` on (C,) vectors.
+    """
+    has_gamma, has_beta = gamma is not None, beta is not None
+    gamma, beta = _per_channel(gamma, x, axes), _per_channel(beta, x, axes)
+    if mask is None:
+        mean, variance = moments(x, axes)
+        weights = None
+    else:
+        mean, variance, total = masked_moments(x, mask, axes)
+        weights = (mask, total)
+    batch_mean, batch_variance = tf.squeeze(mean, axes), tf.squeeze(variance, axes)
+    scale, offset, r_and_d = gamma, beta, None
+    if correction is not None:
+        r, d = (_per_channel(c, x, axes) for c in correction(batch_mean, batch_variance))
+        # NOTE: Keras's order: scale = r gamma, offset = d gamma + beta.
+        scale, offset = (r, d) if gamma is None else (r * gamma, d * gamma)
+        if beta is not None:
+            offset = offset + beta
+        r_and_d = (r, d)
+    y = normalize_forward(x, mean, variance, scale, offset, epsilon)
+    s = tf.math.rsqrt(variance + epsilon)
+    saved = BatchNormSaved(x, mean, s, scale, has_gamma, has_beta, weights, r_and_d)
+    return (y, batch_mean, batch_variance), saved
+
+
+def _train_backward(saved, dy, d_mean, d_variance, axes):
+    """(dx, dgamma, dbeta, dmask = None) of `_train_forward` (see the two ops' docstrings)."""
+    x, mean, s = saved.x, saved.mean, saved.s
+    stat_shape = tf.shape(mean)
+    dx = normalize_backward(
+        dy, x, mean, s, saved.scale, axes,
+        d_mean=tf.reshape(d_mean, stat_shape), d_variance=tf.reshape(d_variance, stat_shape),
+        weights=saved.weights,
+    )
+    # What gamma multiplies: xhat, or renorm's xhat r + d.
+    xhat = (x - mean) * s
+    if saved.correction is not None:
+        r, d = saved.correction
+        xhat = xhat * r + d
+    dgamma, dbeta = _param_grads(dy, xhat, axes, saved.has_gamma, saved.has_beta)
+    return dx, dgamma, dbeta, None
 
 
 def batch_norm_inference_op(axis, epsilon):
@@ -200,6 +302,7 @@ def batch_norm_inference_op(axis, epsilon):
     (x, moving_mean, moving_variance, gamma, beta) -> y, gamma and beta possibly None.
 
     Forward: y = gamma (x - mm) / sqrt(mv + eps) + beta, mm and mv constants of the batch.
+    (Batch renormalization's inference is this same forward.)
 
     Backward (s = 1 / sqrt(mv + eps), sums over all axes but the channel axis):
         dx     = dy gamma s                                (input's shape)
@@ -255,6 +358,86 @@ def _other_axes(x, axis):
     return [a for a in range(x.shape.rank) if a != axis]
 
 
+_RENORM_CLIPPING_KEYS = ("rmax", "rmin", "dmax")
+
+
+def _checked_renorm_clipping(renorm_clipping):
+    """`renorm_clipping` as Keras keeps it with renorm=True ({} for None); raises on what Keras rejects.
+
+    Keras's errors, with its words ("Received invalid keys", "rmax should be",
+    "dmax should be non-negative") and the value received.
+    """
+    clipping = renorm_clipping or {}
+    received = f"received: renorm_clipping={renorm_clipping!r}"
+    if not isinstance(clipping, dict):
+        raise ValueError(f"renorm_clipping must be None or a dict with keys {_RENORM_CLIPPING_KEYS}, {received}")
+    invalid = sorted(set(clipping) - set(_RENORM_CLIPPING_KEYS))
+    if invalid:
+        raise ValueError(
+            f"Received invalid keys for `renorm_clipping` argument: {invalid}; "
+            f"supported keys are {list(_RENORM_CLIPPING_KEYS)}, {received}"
+        )
+    for key, value in clipping.items():
+        if value is not None and (not isinstance(value, numbers.Real) or isinstance(value, bool)):
+            raise ValueError(f"renorm_clipping[{key!r}] must be a number or None, {received}")
+    rmax, rmin, dmax = (clipping.get(key) for key in _RENORM_CLIPPING_KEYS)
+    if rmax is not None and rmin is not None and rmax < rmin:
+        raise ValueError(f"rmax should be greater than or equal to rmin in `renorm_clipping`, {received}")
+    if dmax is not None and dmax < 0:
+        raise ValueError(f"dmax should be non-negative in `renorm_clipping`, {received}")
+    return clipping
+
+
+def _sqrt_of(initializer):
+    """Keras's renorm stddev initializer: sqrt of a fresh clone of `initializer` at each call."""
+
+    def stddev_initializer(shape, dtype=None):
+        return tf.sqrt(_clone(initializer)(shape, dtype=dtype))
+
+    return stddev_initializer
+
+
+def _clone(initializer):
+    """A fresh copy of an initializer (a new draw for random ones), as Keras's `_clone_initializer`."""
+    if isinstance(initializer, keras.initializers.Initializer):
+        return initializer.__class__.from_config(initializer.get_config())
+    return initializer
+
+
+def _update_moving_statistics(layer, mean, variance):
+    """Keras's update of the moving statistics after a training batch, term for term:
+
+        moving_mean     = moving_mean * momentum + mean * (1 - momentum)
+        moving_variance = moving_variance * momentum + variance * (1 - momentum)
+    (The update is no part of the gradient.)
+    """
+    moving_mean, moving_variance = (tf.cast(v, mean.dtype) for v in (layer.moving_mean, layer.moving_variance))
+    layer.moving_mean.assign(moving_mean * layer.momentum + mean * (1.0 - layer.momentum))
+    layer.moving_variance.assign(moving_variance * layer.momentum + variance * (1.0 - layer.momentum))
+
+
+def _update_renorm_statistics(layer, mean, variance):
+    """Keras's updates with renorm, term for term (sigma = sqrt(var + eps) of the batch):
+
+        renorm_mean     = renorm_mean * renorm_momentum + mean * (1 - renorm_momentum)
+        renorm_stddev   = renorm_stddev * renorm_momentum + sigma * (1 - renorm_momentum)
+        moving_mean     = moving_mean * momentum + mean * (1 - momentum)
+        moving_stddev   = moving_stddev * momentum + sigma * (1 - momentum)
+        moving_variance = max(moving_stddev^2 - eps, 0)   (NOTE: Keras's relu against rounding below 0)
+    """
+    stddev = tf.sqrt(variance + layer.epsilon)
+    m, rm = layer.momentum, layer.renorm_momentum
+    renorm_mean, renorm_stddev, moving_mean, moving_stddev = (
+        tf.cast(v, mean.dtype) for v in (layer.renorm_mean, layer.renorm_stddev, layer.moving_mean, layer.moving_stddev)
+    )
+    layer.renorm_mean.assign(renorm_mean * rm + mean * (1.0 - rm))
+    layer.renorm_stddev.assign(renorm_stddev * rm + stddev * (1.0 - rm))
+    layer.moving_mean.assign(moving_mean * m + mean * (1.0 - m))
+    moving_stddev = moving_stddev * m + stddev * (1.0 - m)
+    layer.moving_stddev.assign(moving_stddev)
+    layer.moving_variance.assign(tf.nn.relu(moving_stddev * moving_stddev - layer.epsilon))
+
+
 @keras.saving.register_keras_serializable(package="keras_bp")
 class BatchNormalization(keras.layers.Layer):
     """Batch normalization with a hand-derived backward pass.
@@ -262,7 +445,8 @@ class BatchNormalization(keras.layers.Layer):
     Drop-in for `keras.layers.BatchNormalization` (Keras 3): same arguments,
     defaults and weights, in Keras's order: `gamma`, `beta` (trainable),
     `moving_mean`, `moving_variance` (not trainable), each of shape
-    `(channels,)`. Batch renormalization and `synchronized=True` are not
+    `(channels,)`; with `renorm=True` also `moving_stddev`, `renorm_mean`,
+    `renorm_stddev` (not trainable), after them. `synchronized=True` is not
     supported.
 
     With `training=True` (and a trainable layer) it normalizes with the
@@ -275,6 +459,16 @@ class BatchNormalization(keras.layers.Layer):
     As in Keras, float16 and bfloat16 inputs are normalized in float32 and
     the output cast back to the layer's compute dtype; the weights stay float32.
 
+    With `renorm=True` (batch renormalization, Ioffe 2017), training
+    computes y = gamma (xhat r + d) + beta with r = sigma / sigma_R and
+    d = (mu - renorm_mean) / sigma_R, clipped by `renorm_clipping`, where
+    sigma = sqrt(var + eps) and sigma_R = max(renorm_stddev, sqrt(eps)); r and
+    d are constants of the backward (stop_gradient), as in the paper and
+    Keras (`batch_renorm_train_op`). The updates (see `_update_renorm_statistics`):
+    renorm_mean and renorm_stddev move with `renorm_momentum`, moving_mean
+    and moving_stddev with `momentum`, and moving_variance becomes
+    max(moving_stddev^2 - eps, 0). Inference is as without renorm.
+
     Args:
         axis: The channel axis (int), e.g. -1 for channels_last, 1 for
             channels_first.
@@ -283,9 +477,18 @@ class BatchNormalization(keras.layers.Layer):
         center: Whether to add `beta`.
         scale: Whether to multiply by `gamma`.
         beta_initializer, gamma_initializer, moving_mean_initializer,
-            moving_variance_initializer: Initializers.
+            moving_variance_initializer: Initializers (with renorm,
+            `renorm_mean` starts from `moving_mean_initializer` and both
+            stddevs from the square root of `moving_variance_initializer`).
         beta_regularizer, gamma_regularizer: Regularizers.
         beta_constraint, gamma_constraint: Constraints.
+        renorm: Whether to use batch renormalization.
+        renorm_clipping: With renorm, None or a dict with optional keys
+            "rmax", "rmin", "dmax": r is clipped to [rmin, rmax], d to
+            [-dmax, dmax] (no bound for a missing key).
+        renorm_momentum: With renorm, momentum of `renorm_mean` and
+            `renorm_stddev`.
+        synchronized: Must be False (cross-replica statistics are not supported).
 
     Call arguments:
         inputs: Tensor of any rank.
@@ -318,12 +521,10 @@ class BatchNormalization(keras.layers.Layer):
         synchronized=False,
         **kwargs,
     ):
-        if renorm or synchronized:
-            name = "renorm" if renorm else "synchronized"
+        if synchronized:
             raise ValueError(
-                f"keras_bp.layers.BatchNormalization does not support {name}=True, "
-                f"received: {name}={renorm if renorm else synchronized!r}; use "
-                "keras.layers.BatchNormalization for it."
+                "keras_bp.layers.BatchNormalization does not support synchronized=True, "
+                f"received: synchronized={synchronized!r}; use keras.layers.BatchNormalization for it."
             )
         super().__init__(**kwargs)
         self.axis = check_int("axis", axis)
@@ -338,10 +539,13 @@ class BatchNormalization(keras.layers.Layer):
             moving_mean=(moving_mean_initializer,),
             moving_variance=(moving_variance_initializer,),
         )
-        self.renorm_clipping = renorm_clipping
+        # As Keras: the clipping is checked (and None becomes {}) only with renorm.
+        self.renorm = renorm
+        self.renorm_clipping = _checked_renorm_clipping(renorm_clipping) if renorm else renorm_clipping
         self.renorm_momentum = renorm_momentum
         self.supports_masking = True
         self.gamma = self.beta = self.moving_mean = self.moving_variance = None
+        self.moving_stddev = self.renorm_mean = self.renorm_stddev = None
         self._train_op = self._inference_op = None
 
     def build(self, input_shape):
@@ -349,13 +553,23 @@ class BatchNormalization(keras.layers.Layer):
         _check_axes_in_bounds(self.axis, [self.axis], input_shape)
         channels = input_shape[self.axis]
         shape = (channels,)
-        _add_gamma_and_beta(self, shape)
+        _add_gamma_and_beta(self, shape, self.scale, self.center)
         self.moving_mean = add_weight_with_options(self, "moving_mean", shape, trainable=False, autocast=False)
         self.moving_variance = add_weight_with_options(self, "moving_variance", shape, trainable=False, autocast=False)
-        self.input_spec = keras.layers.InputSpec(ndim=rank, axes={self.axis: channels})
         axis = self.axis % rank
         reduction_axes = [a for a in range(rank) if a != axis]
-        self._train_op = batch_norm_train_op(reduction_axes, self.epsilon)
+        if self.renorm:
+            stddev_initializer = _sqrt_of(self.moving_variance_initializer)
+            statistic = dict(shape=shape, trainable=False, autocast=False)
+            self.moving_stddev = self.add_weight(name="moving_stddev", initializer=stddev_initializer, **statistic)
+            self.renorm_mean = self.add_weight(
+                name="renorm_mean", initializer=_clone(self.moving_mean_initializer), **statistic
+            )
+            self.renorm_stddev = self.add_weight(name="renorm_stddev", initializer=stddev_initializer, **statistic)
+            self._train_op = batch_renorm_train_op(reduction_axes, self.epsilon, self.renorm_clipping)
+        else:
+            self._train_op = batch_norm_train_op(reduction_axes, self.epsilon)
+        self.input_spec = keras.layers.InputSpec(ndim=rank, axes={self.axis: channels})
         self._inference_op = batch_norm_inference_op(axis, self.epsilon)
 
     def call(self, inputs, training=None, mask=None):
@@ -368,17 +582,20 @@ class BatchNormalization(keras.layers.Layer):
         compute_dtype = keras.backend.result_type(inputs.dtype, "float32")
         x = tf.cast(inputs, compute_dtype)
         gamma, beta = _gamma_and_beta(self, compute_dtype)
-        moving_mean = tf.cast(self.moving_mean, compute_dtype)
-        moving_variance = tf.cast(self.moving_variance, compute_dtype)
 
         if training and self.trainable:
             if mask is not None:
                 mask = tf.broadcast_to(tf.cast(mask[..., tf.newaxis], compute_dtype), tf.shape(x))
-            y, mean, variance = self._train_op(x, gamma, beta, mask)
-            # Keras's update, term for term (the update is no part of the gradient).
-            self.moving_mean.assign(moving_mean * self.momentum + mean * (1.0 - self.momentum))
-            self.moving_variance.assign(moving_variance * self.momentum + variance * (1.0 - self.momentum))
+            if self.renorm:
+                renorm_mean, renorm_stddev = (tf.cast(v, compute_dtype) for v in (self.renorm_mean, self.renorm_stddev))
+                y, mean, variance = self._train_op(x, gamma, beta, mask, renorm_mean, renorm_stddev)
+                _update_renorm_statistics(self, mean, variance)
+            else:
+                y, mean, variance = self._train_op(x, gamma, beta, mask)
+                _update_moving_statistics(self, mean, variance)
         else:
+            moving_mean = tf.cast(self.moving_mean, compute_dtype)
+            moving_variance = tf.cast(self.moving_variance, compute_dtype)
             y = self._inference_op(x, moving_mean, moving_variance, gamma, beta)
         return tf.cast(y, self.compute_dtype)
 
@@ -392,7 +609,7 @@ class BatchNormalization(keras.layers.Layer):
             "momentum": self.momentum,
             **weight_options_config(self, "moving_mean", "moving_variance"),
             "synchronized": False,
-            "renorm": False,
+            "renorm": self.renorm,
             "renorm_clipping": self.renorm_clipping,
             "renorm_momentum": self.renorm_momentum,
         }
@@ -412,7 +629,7 @@ def layer_norm_op(axes, epsilon):
         dx     = normalize_backward(...)                          (input's shape)
         dgamma = sum over the other axes of dy xhat               (gamma's shape)
         dbeta  = sum over the other axes of dy                    (beta's shape)
-    Saves x, mu, r.
+    Saves x, mu, s.
     """
 
     def forward(x, gamma, beta):
@@ -420,19 +637,58 @@ def layer_norm_op(axes, epsilon):
         gamma = None if gamma is None else _broadcastable(gamma, x, axes)
         beta = None if beta is None else _broadcastable(beta, x, axes)
         mean, variance = moments(x, axes)
-        r = tf.math.rsqrt(variance + epsilon)
+        s = tf.math.rsqrt(variance + epsilon)
         y = normalize_forward(x, mean, variance, gamma, beta, epsilon)
-        return y, (x, mean, r, gamma, has_beta)
+        return y, (x, mean, s, gamma, has_beta)
 
     def backward(saved, dy):
-        x, mean, r, gamma, has_beta = saved
-        dx = normalize_backward(dy, x, mean, r, gamma, axes)
-        other_axes = [a for a in range(x.shape.rank) if a not in axes]
-        param_shape = [tf.shape(x)[a] for a in axes]
-        param_grads = _param_grads(dy, (x - mean) * r, other_axes, gamma is not None, has_beta)
-        return (dx,) + tuple(None if g is None else tf.reshape(g, param_shape) for g in param_grads)
+        x, mean, s, gamma, has_beta = saved
+        dx = normalize_backward(dy, x, mean, s, gamma, axes)
+        param_grads = _param_grads(dy, (x - mean) * s, _axes_but(x, axes), gamma is not None, has_beta)
+        return (dx,) + tuple(_to_param_shape(g, x, axes) for g in param_grads)
 
     return manual_gradient(forward, backward, name="layer_normalization")
+
+
+def layer_norm_rms_scaling_op(axes, epsilon):
+    """Keras's deprecated `rms_scaling=True`: (x, gamma) -> y, statistics over `axes` per example.
+
+    Forward (S = axes, N = |S|; despite the name, Keras divides by the
+    standard deviation, not the root mean square, and uses no beta):
+
+        mu  = mean over S of x                     (statistic's shape)
+        var = mean over S of (x - mu)^2            (biased, as tf.math.reduce_variance)
+        s   = 1 / sqrt(var + epsilon)              (statistic's shape)
+        y   = (x s) gamma                          (input's shape; x itself, not x - mu)
+
+    Backward, with g = dy gamma (input's shape) and sums over S:
+
+        dL/dvar = -1/2 s^3 sum(g x)                (statistic's shape)
+        dx      = g s + dL/dvar 2 (x - mu) / N     (input's shape)
+        dgamma  = sum over the other axes of dy x s   (gamma's shape)
+
+    since dvar/dx = 2 (x - mu) / N (var's dependence on mu vanishes:
+    sum(x - mu) = 0). gamma may be None. Saves x, mu, s.
+    """
+
+    def forward(x, gamma):
+        mean, variance = moments(x, axes)
+        s = tf.math.rsqrt(variance + epsilon)
+        y = x * s  # NOTE: then times gamma, Keras's order, so outputs match bit for bit.
+        if gamma is not None:
+            gamma = _broadcastable(gamma, x, axes)
+            y = y * gamma
+        return y, (x, mean, s, gamma)
+
+    def backward(saved, dy):
+        x, mean, s, gamma = saved
+        g = dy if gamma is None else dy * gamma
+        d_var = -0.5 * s * s * s * tf.reduce_sum(g * x, axis=axes, keepdims=True)
+        dx = g * s + d_var * 2 * (x - mean) / _count(x, axes)
+        dgamma = None if gamma is None else tf.reduce_sum(dy * x * s, _axes_but(x, axes))
+        return dx, _to_param_shape(dgamma, x, axes)
+
+    return manual_gradient(forward, backward, name="layer_normalization_rms_scaling")
 
 
 def _broadcastable(param, x, axes):
@@ -443,6 +699,28 @@ def _broadcastable(param, x, axes):
     return tf.reshape(param, shape)
 
 
+def _axes_but(x, axes):
+    """x's axes that are not in `axes`."""
+    return [a for a in range(x.shape.rank) if a not in axes]
+
+
+def _to_param_shape(g, x, axes):
+    """A gradient summed over the other axes, in the normalized axes' shape (None stays None)."""
+    return None if g is None else tf.reshape(g, [tf.shape(x)[a] for a in axes])
+
+
+def _checked_axis(axis):
+    """LayerNormalization's `axis`: an int, or a list/tuple of ints (a list kept), else Keras's TypeError."""
+    if isinstance(axis, int) and not isinstance(axis, bool):
+        return axis
+    if isinstance(axis, (list, tuple)) and all(isinstance(a, int) and not isinstance(a, bool) for a in axis):
+        return list(axis)
+    # Keras raises TypeError with these words; ArgumentTypeError is a ValueError too.
+    raise ArgumentTypeError(
+        f"Expected an int or a list/tuple of ints for the argument 'axis', received: axis={axis!r}"
+    )
+
+
 @keras.saving.register_keras_serializable(package="keras_bp")
 class LayerNormalization(keras.layers.Layer):
     """Layer normalization with a hand-derived backward pass (`layer_norm_op`).
@@ -450,17 +728,23 @@ class LayerNormalization(keras.layers.Layer):
     Drop-in for `keras.layers.LayerNormalization` (Keras 3): same arguments,
     defaults and weights (`gamma`, then `beta`, of the normalized axes'
     shape). As in Keras, the statistics are computed in at least float32
-    and the weights are not autocast. The deprecated `rms_scaling=True` is
-    not supported (use `keras.layers.RMSNormalization`).
+    and the weights are not autocast.
+
+    The deprecated `rms_scaling=True` works as in Keras, warning as Keras
+    does (`layer_norm_rms_scaling_op`): y = gamma x / sqrt(var + eps), the
+    numerator not centered (the variance is, so it is not the RMS that
+    `keras.layers.RMSNormalization` divides by); `gamma` is created even
+    with `scale=False` and `beta` never.
 
     Args:
-        axis: int or list of ints, the axes to normalize over (per example).
+        axis: int or list/tuple of ints, the axes to normalize over (per example).
         epsilon: Small float added to the variance.
-        center: Whether to add `beta`.
-        scale: Whether to multiply by `gamma`.
+        center: Whether to add `beta` (ignored with rms_scaling).
+        scale: Whether to multiply by `gamma` (always, with rms_scaling).
         beta_initializer, gamma_initializer: Initializers.
         beta_regularizer, gamma_regularizer: Regularizers.
         beta_constraint, gamma_constraint: Constraints.
+        rms_scaling: (keyword, deprecated) see above.
 
     Input shape:
         Arbitrary. Output shape: the input's.
@@ -482,22 +766,18 @@ class LayerNormalization(keras.layers.Layer):
     ):
         rms_scaling = kwargs.pop("rms_scaling", False)
         if rms_scaling:
-            raise ValueError(
-                "keras_bp.layers.LayerNormalization does not support the deprecated "
-                f"rms_scaling, received: rms_scaling={rms_scaling!r}; use "
-                "keras.layers.RMSNormalization."
+            warnings.warn(
+                "You passed `rms_scaling=True`, which is deprecated. This argument "
+                "incorrectly scales the input by the variance, not the root mean square. "
+                "To correctly use RMS Normalization, please use "
+                "`keras.layers.RMSNormalization` instead."
             )
         super().__init__(**kwargs)
-        if isinstance(axis, (list, tuple)) and all(isinstance(a, int) and not isinstance(a, bool) for a in axis):
-            self.axis = list(axis)
-        elif isinstance(axis, int) and not isinstance(axis, bool):
-            self.axis = axis
-        else:
-            raise ValueError(f"axis must be an int or a list of ints, received: axis={axis!r}")
+        self.axis = _checked_axis(axis)
         self.epsilon = epsilon
         self.center = center
         self.scale = scale
-        self.rms_scaling = False
+        self.rms_scaling = rms_scaling
         set_weight_options(
             self,
             beta=(beta_initializer, beta_regularizer, beta_constraint),
@@ -514,16 +794,19 @@ class LayerNormalization(keras.layers.Layer):
         # As Keras: the axis attribute becomes a sorted list once built.
         self.axis = sorted(axes)
         shape = tuple(input_shape[a] for a in self.axis)
-        self.gamma = self.beta = None
-        _add_gamma_and_beta(self, shape)
+        # As Keras: rms_scaling always has gamma, never beta.
+        _add_gamma_and_beta(self, shape, self.scale or self.rms_scaling, self.center and not self.rms_scaling)
         positive_axes = sorted(a % rank for a in self.axis)
-        self._op = layer_norm_op(positive_axes, self.epsilon)
+        if self.rms_scaling:
+            self._op = layer_norm_rms_scaling_op(positive_axes, self.epsilon)
+        else:
+            self._op = layer_norm_op(positive_axes, self.epsilon)
 
     def call(self, inputs):
         compute_dtype = keras.backend.result_type(inputs.dtype, "float32")
         x = tf.cast(inputs, compute_dtype)
         gamma, beta = _gamma_and_beta(self, compute_dtype)
-        y = self._op(x, gamma, beta)
+        y = self._op(x, gamma) if self.rms_scaling else self._op(x, gamma, beta)
         return tf.cast(y, self.compute_dtype)
 
     def compute_output_shape(self, input_shape):
@@ -531,5 +814,5 @@ class LayerNormalization(keras.layers.Layer):
 
     def get_config(self):
         base_config = super().get_config()
-        config = {**_shared_config(self), "rms_scaling": False}
+        config = {**_shared_config(self), "rms_scaling": self.rms_scaling}
         return {**base_config, **config}
