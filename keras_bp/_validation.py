@@ -117,3 +117,19 @@ def reject_keras_only_options(layer, kwargs, names):
                 f"keras_bp.layers.{cls} does not support {name}, received: {name}={value!r}; "
                 f"use keras.layers.{cls} for {features}."
             )
+
+
+def keras_worded(check, keras_words, *args, **options):
+    """`check(*args, **options)`, its ValueError also carrying Keras's own words for the same complaint.
+
+    Code written against a Keras layer (Keras's own tests among it) matches
+    Keras's messages; a drop-in keeps keras_bp's message first and Keras's
+    sentence after it, so that both match:
+
+        filters must be a positive integer, received: filters=0. Invalid value
+        for argument `filters`. Expected a strictly positive value. Received filters=0.
+    """
+    try:
+        return check(*args, **options)
+    except ValueError as error:
+        raise ValueError(f"{error}. {keras_words}") from None

@@ -27,9 +27,14 @@ def standardize_tuple(name, value, n):
         or len(values) != n
         or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v > 0 for v in values)
     ):
+        # Keras's words follow ours, for code that matches Keras's message.
+        keras_words = f"The `{name}` argument must be a tuple of {n} integers. Received {name}={value}"
+        non_positive = {v for v in values or () if isinstance(v, numbers.Real) and v <= 0}
+        if non_positive:
+            keras_words += f", including values {non_positive} that do not satisfy `value > 0`"
         raise ValueError(
             f"{name} must be a positive integer or a tuple of {n} positive "
-            f"integers, received: {name}={value!r}"
+            f"integers, received: {name}={value!r}. {keras_words}"
         )
     return tuple(int(v) for v in values)
 
