@@ -207,6 +207,23 @@ def test_weights_files_move_between_ours_and_keras_with_and_without_lora(tmp_pat
     assert_close(source(x), theirs(x), 1e-5)
 
 
+def test_convert_swaps_keras_lora_layers_and_keeps_quantized_ones():
+    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(4, activation="relu"), keras.layers.Dense(3),
+                              keras.layers.Dense(2)])
+    model.layers[0].enable_lora(2)
+    model.layers[1].enable_lora(1, lora_alpha=2)
+    model.layers[2].quantize("int8")
+    rng = np.random.RandomState(10)
+    for w in model.layers[0].weights + model.layers[1].weights:
+        w.assign(rng.uniform(-0.5, 0.5, w.shape).astype(w.dtype))
+    converted, report = keras_bp.convert(model, return_report=True)
+    assert [type(layer) for layer in converted.layers] == [layers.Dense, layers.Dense, keras.layers.Dense]
+    assert "does not support quantization" in str(report)
+    assert converted.layers[1].lora_alpha == 2 and not converted.layers[1]._kernel.trainable
+    x = rng.standard_normal((3, 5)).astype("float32")
+    assert_close(converted(x), model(x), 1e-5)
+
+
 def test_config_mirrors_keras_and_lora_rank_enables_lora_at_build():
     ours = layers.Dense(3, lora_rank=2, lora_alpha=4)
     assert (ours.lora_rank, ours.lora_alpha, ours.lora_enabled) == (2, 4, False)
