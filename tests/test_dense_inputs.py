@@ -1,4 +1,4 @@
-"""Dense's and Embedding's inputs as Keras takes them (integer, sparse, ragged); quantization refused; Keras's words in errors."""
+"""Dense and Embedding as Keras's tests use them: integer, sparse, ragged inputs; quantization; error words."""
 
 import re
 

@@ -65,7 +65,9 @@ class KernelLayer(LoraLayer, NoQuantization):
         kernel = tf.convert_to_tensor(self._kernel)
         bias = None if self.bias is None else tf.convert_to_tensor(self.bias)
         # The adapters are float32 (float64 in a float64 layer); the math runs in the kernel's dtype.
-        lora_a, lora_b = (None if v is None else tf.cast(tf.convert_to_tensor(v), kernel.dtype) for v in self._lora_adapters())
+        lora_a, lora_b = (
+            None if v is None else tf.cast(tf.convert_to_tensor(v), kernel.dtype) for v in self._lora_adapters()
+        )
         outputs = self._apply_op(inputs, kernel, bias, lora_a, lora_b)
         if self._activation_after is not None:
             return activations.apply(self._activation_after, outputs)

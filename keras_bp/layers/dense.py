@@ -171,7 +171,9 @@ def dense_ops(activation, lora_scale):
         return (None, dvalues, None, *weight_grads)  # the indices and shape get none
 
     name = f"dense_{activation.name}" + ("_lora" if lora_scale is not None else "")
-    return manual_gradient(forward, backward, name=name), manual_gradient(sparse_forward, sparse_backward, name=f"sparse_{name}")
+    op = manual_gradient(forward, backward, name=name)
+    sparse_op = manual_gradient(sparse_forward, sparse_backward, name=f"sparse_{name}")
+    return op, sparse_op
 
 
 # --- the layer ------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Embedding: a table lookup, LoRA's low-rank term optional, whose backward is a scatter-add of rows (tf.IndexedSlices)."""
+"""Embedding: a table lookup (LoRA's low-rank term optional) whose backward is a scatter-add of rows."""
 
 from typing import NamedTuple
 
@@ -63,9 +63,8 @@ def embedding_backward(lora_scale, saved, dy):
         return None, dembeddings, None, None
     b = saved.lora_b
     a_rows = tf.reshape(saved.a_rows, tf.stack([-1, tf.shape(b)[0]]))
-    dlora_a = tf.IndexedSlices(
-        lora_scale * tf.matmul(dy_rows, b, transpose_b=True), ids, dense_shape=tf.stack([saved.table_shape[0], tf.shape(b)[0]])
-    )
+    a_shape = tf.stack([saved.table_shape[0], tf.shape(b)[0]])
+    dlora_a = tf.IndexedSlices(lora_scale * tf.matmul(dy_rows, b, transpose_b=True), ids, dense_shape=a_shape)
     dlora_b = lora_scale * tf.matmul(a_rows, dy_rows, transpose_a=True)
     return None, dembeddings, dlora_a, dlora_b
 
@@ -199,7 +198,9 @@ class Embedding(LoraLayer, NoQuantization):
             ids = tf.cast(ids, tf.int32)
         # Trap 1 (docs/traps.md): read the weights here, outside the custom gradient.
         table = tf.convert_to_tensor(self._embeddings)
-        lora_a, lora_b = (None if v is None else tf.cast(tf.convert_to_tensor(v), table.dtype) for v in self._lora_adapters())
+        lora_a, lora_b = (
+            None if v is None else tf.cast(tf.convert_to_tensor(v), table.dtype) for v in self._lora_adapters()
+        )
         outputs = self._op(ids, table, lora_a, lora_b)
         return tf.cast(outputs, self.compute_dtype)
 
