@@ -40,7 +40,7 @@ BAD_ARGUMENTS = [
     (layers.Conv2D, dict(filters=5, kernel_size=3, groups=2), "filters=5, groups=2"),
     (layers.Conv2D, dict(filters=4, kernel_size=3, strides=2, dilation_rate=2), "dilation_rate=(2, 2)"),
     (layers.Conv1D, dict(filters=4, kernel_size=3, padding="full"), "padding='full'"),
-    (layers.Conv1D, dict(filters=4, kernel_size=3, lora_rank=2), "lora_rank"),
+    (layers.Conv1D, dict(filters=4, kernel_size=3, lora_rank=-2), "lora_rank"),
     (layers.MaxPooling2D, dict(pool_size=0), "pool_size=0"),
     (layers.MaxPooling1D, dict(padding="causal"), "padding='causal'"),
     (layers.AveragePooling2D, dict(pool_size=2, data_format="channels_middle"), "data_format='channels_middle'"),

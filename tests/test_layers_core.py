@@ -16,7 +16,7 @@ from tests.harness import assert_close
         (lambda: layers.Dense(0), "units must be a positive integer, received: units=0"),
         (lambda: layers.Dense(2.5), "units=2.5"),
         (lambda: layers.Dense(3, activation="relu7"), "Unknown activation: 'relu7'.*sigmoid"),
-        (lambda: layers.Dense(3, lora_rank=2), "lora_rank"),
+        (lambda: layers.Dense(3, lora_rank=-2), "lora_rank"),
         (lambda: layers.Dropout(1.5), r"rate must be a float in \[0, 1\], received: rate=1.5"),
         (lambda: layers.Dropout(0.5, noise_shape=(2, 0)), "noise_shape"),
         (lambda: layers.Activation("nope"), "Unknown activation: 'nope'"),

@@ -12,6 +12,8 @@ from typing import NamedTuple
 import keras
 import tensorflow as tf
 
+from keras_bp._validation import invalid
+
 # --- argument forms -----------------------------------------------------------
 
 
@@ -27,10 +29,12 @@ def standardize_tuple(name, value, n):
         or len(values) != n
         or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v > 0 for v in values)
     ):
-        raise ValueError(
-            f"{name} must be a positive integer or a tuple of {n} positive "
-            f"integers, received: {name}={value!r}"
-        )
+        # Keras's words lead (see keras_bp._validation).
+        lead = f"The `{name}` argument must be a tuple of {n} integers. Received {name}={value}"
+        non_positive = {v for v in values or () if isinstance(v, numbers.Real) and v <= 0}
+        if non_positive:
+            lead += f", including values {non_positive} that do not satisfy `value > 0`"
+        raise invalid(name, value, f"a positive integer or a tuple of {n} positive integers", lead + ".")
     return tuple(int(v) for v in values)
 
 

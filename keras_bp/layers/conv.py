@@ -15,7 +15,7 @@ from typing import NamedTuple
 import keras
 import tensorflow as tf
 
-from keras_bp._validation import check_input_rank, check_positive_int, reject_keras_only_options
+from keras_bp._validation import check_input_rank, check_positive_int
 from keras_bp.core import manual_gradient
 from keras_bp.layers._kernel import KernelLayer
 from keras_bp.layers._spatial import (
@@ -95,35 +95,63 @@ def _maybe_xla(fn, spec):
     return tf.function(fn, jit_compile=True, reduce_retracing=True) if needs_xla else fn
 
 
+def lora_product(lora_a, lora_b):
+    """A B, contracted over the rank: (..., C_g, r) x (r, F) -> (..., C_g, F), a kernel's shape."""
+    return tf.tensordot(lora_a, lora_b, axes=1)
+
+
+def lora_grads(lora_scale, lora_a, lora_b, dkernel):
+    """dA and dB of W' = W + s A B, given dW' = dL/dW' (a kernel's shape (..., C_g, F)).
+
+        dA[..., c, q] = s sum over f of dW'[..., c, f] B[q, f]              (..., C_g, r)
+        dB[q, f]      = s sum over (..., c) of A[..., c, q] dW'[..., c, f]  (r, F)
+    """
+    leading = list(range(lora_a.shape.rank - 1))
+    dlora_a = lora_scale * tf.tensordot(dkernel, lora_b, axes=[[lora_a.shape.rank - 1], [1]])
+    dlora_b = lora_scale * tf.tensordot(lora_a, dkernel, axes=[leading, leading])
+    return dlora_a, dlora_b
+
+
 class ConvSaved(NamedTuple):
     """What the convolution op's forward saves for its backward."""
 
-    x: tf.Tensor  # the NHWC input, for dW = x (*) dz
-    kernel_2d: tf.Tensor  # W (a 1-D kernel lifted to 2-D), for dx
+    x: tf.Tensor  # the NHWC input, for dW' = x (*) dz
+    kernel_2d: tf.Tensor  # W' = W (+ s A B with LoRA; a 1-D kernel lifted to 2-D), for dx
     has_bias: bool  # whether b was given (else db is None)
+    lora_a: object  # A, for dB; None without LoRA
+    lora_b: object  # B, for dA; None without LoRA
     activation_saved: object  # what the activation's backward needs
 
 
-def conv_op(layout, spec, activation):
-    """The Conv layer as one manual-gradient op: (x, kernel, bias or None) -> y.
+def conv_op(layout, spec, activation, lora_scale=None):
+    """The Conv layer as one manual-gradient op: (x, kernel, bias, lora_a, lora_b) -> y.
 
-    Forward (on NHWC tensors, see `Layout`):
-        z = x (*) W + b            (N, H', W', F)     conv_forward
+    Forward (on NHWC tensors, see `Layout`), with s = lora_scale = lora_alpha / lora_rank:
+        W' = W + s A B             (kh, kw, C_g, F)   lora_product; W' = W without LoRA
+        z = x (*) W' + b           (N, H', W', F)     conv_forward
         y = f(z)                                       activation's forward
 
     Backward, with dy = dL/dy:
         dz = dy * f'(z)                                activation's backward
-        dx = dz (*)^T W            (N, H, W, C_in)     conv_input_grad
-        dW = x (*) dz              (kh, kw, C_g, F)    conv_kernel_grad
+        dx = dz (*)^T W'           (N, H, W, C_in)     conv_input_grad
+        dW = dW' = x (*) dz        (kh, kw, C_g, F)    conv_kernel_grad
         db = sum over n, i, j of dz          (F,)      None without a bias
+        dA = s dW' B^T             (kh, kw, C_g, r)    lora_grads (LoRA only)
+        dB = s A^T dW'             (r, F)              A^T dW' sums over kh, kw, C_g
 
-    Saves the NHWC input, the kernel, and what the activation's backward needs.
+    A is (kh, kw, C_g, r) and B (r, F), as in Keras; W' is merged (as Keras
+    merges it) because a grouped convolution applies one W' to each group of
+    channels. LoRA freezes W, but dW is returned with the others: it is dW',
+    which dA and dB need anyway. Saves the NHWC input, W', A and B, and what
+    the activation's backward needs.
     """
     forward_math = _maybe_xla(conv_forward, spec)
     input_grad = _maybe_xla(conv_input_grad, spec)
     kernel_grad = _maybe_xla(conv_kernel_grad, spec)
 
-    def forward(x, kernel, bias):
+    def forward(x, kernel, bias, lora_a, lora_b):
+        if lora_a is not None:
+            kernel = kernel + lora_scale * lora_product(lora_a, lora_b)
         x = layout.to_nhwc(x)
         kernel_2d = kernel[tf.newaxis] if layout.rank == 1 else kernel
         z = forward_math(spec, x, kernel_2d)
@@ -131,7 +159,7 @@ def conv_op(layout, spec, activation):
             # NOTE: BiasAdd, not +: the same sums, and grappler fuses Conv2D + BiasAdd (+ relu).
             z = tf.nn.bias_add(z, bias)
         y, activation_saved = activation.forward(z)
-        return layout.from_nhwc(y), ConvSaved(x, kernel_2d, bias is not None, activation_saved)
+        return layout.from_nhwc(y), ConvSaved(x, kernel_2d, bias is not None, lora_a, lora_b, activation_saved)
 
     def backward(saved, dy):
         x, kernel_2d = saved.x, saved.kernel_2d
@@ -141,9 +169,13 @@ def conv_op(layout, spec, activation):
         if layout.rank == 1:
             dkernel = dkernel[0]
         dbias = tf.raw_ops.BiasAddGrad(out_backprop=dz) if saved.has_bias else None  # sum of dz over n, i, j
-        return layout.from_nhwc(dx), dkernel, dbias
+        dlora_a = dlora_b = None
+        if saved.lora_a is not None:
+            dlora_a, dlora_b = lora_grads(lora_scale, saved.lora_a, saved.lora_b, dkernel)
+        return layout.from_nhwc(dx), dkernel, dbias, dlora_a, dlora_b
 
-    return manual_gradient(forward, backward, name=f"conv{layout.rank}d_{activation.name}")
+    name = f"conv{layout.rank}d_{activation.name}" + ("_lora" if lora_scale is not None else "")
+    return manual_gradient(forward, backward, name=name)
 
 
 # --- the layers ---------------------------------------------------------------
@@ -172,20 +204,28 @@ class _Conv(KernelLayer):
         activity_regularizer=None,
         kernel_constraint=None,
         bias_constraint=None,
+        lora_rank=None,
+        lora_alpha=None,
         **kwargs,
     ):
-        reject_keras_only_options(self, kwargs, ("lora_rank", "lora_alpha"))
         super().__init__(
             activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer,
-            activity_regularizer, kernel_constraint, bias_constraint, **kwargs,
+            activity_regularizer, kernel_constraint, bias_constraint, lora_rank, lora_alpha, **kwargs,
         )
         rank = self.rank
-        self.filters = check_positive_int("filters", filters)
-        self.groups = check_positive_int("groups", groups)
+        # Keras's words lead (see keras_bp._validation).
+        self.filters = check_positive_int(
+            "filters", filters,
+            lead=f"Invalid value for argument `filters`. Expected a strictly positive value. Received filters={filters}.",
+        )
+        self.groups = check_positive_int(
+            "groups", groups, lead=f"The number of groups must be a positive integer. Received: groups={groups}."
+        )
         if self.filters % self.groups:
             raise ValueError(
                 "filters must be divisible by groups, received: "
-                f"filters={filters}, groups={groups}"
+                f"filters={filters}, groups={groups}. The number of filters must be evenly "
+                f"divisible by the number of groups. Received: groups={groups}, filters={filters}."
             )
         self.kernel_size = standardize_tuple("kernel_size", kernel_size, rank)
         self.strides = standardize_tuple("strides", strides, rank)
@@ -196,18 +236,23 @@ class _Conv(KernelLayer):
             # Keras raises the same: TensorFlow's convolution has no such mode.
             raise ValueError(
                 "strides > 1 is not supported together with dilation_rate > 1, "
-                f"received: strides={self.strides}, dilation_rate={self.dilation_rate}"
+                f"received: strides={self.strides}, dilation_rate={self.dilation_rate}. "
+                "`strides > 1` not supported in conjunction with `dilation_rate > 1`. "
+                f"Received: strides={self.strides} and dilation_rate={self.dilation_rate}"
             )
         self.input_spec = keras.layers.InputSpec(ndim=rank + 2)
 
         self._layout = Layout(rank, self.data_format == "channels_first")
-        spec = ConvSpec(
+        self._spec = ConvSpec(
             strides=self._layout.spatial_2d(self.strides),
             dilations=self._layout.spatial_2d(self.dilation_rate),
             padding=self._tf_padding(),
             groups=self.groups,
         )
-        self._op = conv_op(self._layout, spec, self._fused_activation)
+        self._make_ops()
+
+    def _make_ops(self):
+        self._op = conv_op(self._layout, self._spec, self._fused_activation, self._lora_scale)
 
     def _tf_padding(self):
         if self.padding != "causal":
@@ -250,6 +295,7 @@ class _Conv(KernelLayer):
             "groups": self.groups,
             **self._kernel_options_config(),
             "activity_regularizer": keras.regularizers.serialize(self.activity_regularizer),
+            **self._lora_config(),
         }
         return {**base_config, **config}
 
@@ -263,7 +309,14 @@ _CONV_DOC = """{rank}-D convolution layer with a hand-derived backward pass.
     `conv_input_grad`, `conv_kernel_grad`); the activation's derivative is
     fused into the backward, except softmax's and sigmoid's, which run after
     it as Keras's do (softmax over the last axis; the output carries its
-    logits for a cross-entropy). LoRA is not supported.
+    logits for a cross-entropy).
+
+    LoRA (`lora_rank`, or `enable_lora` on a built layer) freezes the kernel
+    W and trains `lora_kernel_a` A `kernel_size + (input_channels // groups,
+    lora_rank)` and `lora_kernel_b` B `(lora_rank, filters)`; the layer
+    convolves with W + (lora_alpha / lora_rank) A B (backward in `conv_op`),
+    which `kernel` reads and saving stores, as Keras does. Quantization is
+    not supported (Keras's Conv layers have none either).
 
     Args:
         filters: Positive integer, number of output channels.
@@ -282,7 +335,12 @@ _CONV_DOC = """{rank}-D convolution layer with a hand-derived backward pass.
         use_bias: Whether to add a bias vector.
         kernel_initializer, bias_initializer: Initializers.
         kernel_regularizer, bias_regularizer, activity_regularizer: Regularizers.
-        kernel_constraint, bias_constraint: Constraints.
+        kernel_constraint, bias_constraint: Constraints (a kernel constraint
+            is incompatible with LoRA).
+        lora_rank: Optional integer; when set (and not 0), `build` enables
+            LoRA with this rank.
+        lora_alpha: Optional number; LoRA's update is scaled by
+            `lora_alpha / lora_rank`. Defaults to `lora_rank`.
 
     Input shape:
         `(batch, {spatial}, channels)` for channels_last,
