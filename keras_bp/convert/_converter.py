@@ -158,7 +158,8 @@ class _Converter:
 
     def _clone(self, layer, config):
         clone = layer.__class__.from_config(config)
-        self.copies.append((layer, clone, (), ()))
+        if isinstance(layer, keras.layers.Layer):  # not an op such as keras.ops.add in a functional graph
+            self.copies.append((layer, clone, (), ()))
         return clone
 
     def _swap(self, layer, config):
