@@ -1,5 +1,7 @@
 """convert(model): a copy of a Keras model with keras_bp layers wherever it has Keras's, at any depth."""
 
+import functools
+
 import keras
 from keras.src.models.functional import Functional  # no public name; keras.Model(inputs, outputs) is one
 
@@ -43,7 +45,10 @@ def _wrapped(layer):
     return {}
 
 
-_BASE_ATTRIBUTES = None
+@functools.cache
+def _base_attributes():
+    """Keras's own bookkeeping attributes: those of a bare layer, and its list of sublayers."""
+    return frozenset(vars(keras.layers.Layer())) | {"_layers"}
 
 
 def _sublayer_slots(layer):
@@ -53,12 +58,9 @@ def _sublayer_slots(layer):
     attributes (those of a bare `keras.layers.Layer`, such as `_layers`)
     are skipped.
     """
-    global _BASE_ATTRIBUTES
-    if _BASE_ATTRIBUTES is None:
-        _BASE_ATTRIBUTES = set(vars(keras.layers.Layer())) | {"_layers"}
     slots = []
     for attribute, value in vars(layer).items():
-        if attribute in _BASE_ATTRIBUTES:
+        if attribute in _base_attributes():
             continue
         if isinstance(value, keras.layers.Layer):
             slots.append((attribute, None, value))
