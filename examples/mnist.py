@@ -30,7 +30,7 @@ import keras  # noqa: E402
 import keras_bp  # noqa: E402
 
 import _cli  # noqa: E402
-from _data import DataError, load_mnist  # noqa: E402
+from _data import flat_one_hot, load_mnist_or_exit  # noqa: E402
 from _plot import plot_curves  # noqa: E402
 
 OPTIMIZERS = ["SGD", "Adagrad", "RMSprop", "Adadelta", "Adam", "AdamW", "Nadam"]
@@ -53,12 +53,6 @@ def build_model(optimizer="SGD", learning_rate=0.01, jit_compile=False, layers="
         jit_compile=jit_compile,
     )
     return model
-
-
-def prepare(images, labels):
-    x = images.reshape(len(images), 784).astype("float32") / 255.0
-    y = keras.utils.to_categorical(labels, 10).astype("float32")
-    return x, y
 
 
 def parse_args(argv):
@@ -86,14 +80,9 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(argv)
     keras.utils.set_random_seed(args.seed)
-    try:
-        (x_train, y_train), (x_test, y_test), description = load_mnist(args.data_dir)
-    except DataError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(f"data: {description}")
-    x_train, y_train = prepare(x_train, y_train)
-    x_test, y_test = prepare(x_test, y_test)
+    (x_train, y_train), (x_test, y_test), _ = load_mnist_or_exit(args.data_dir)
+    x_train, y_train = flat_one_hot(x_train, y_train)
+    x_test, y_test = flat_one_hot(x_test, y_test)
     if args.limit:
         x_train, y_train = x_train[: args.limit], y_train[: args.limit]
 

@@ -107,8 +107,8 @@ def train(args, name, results_dir):
     import tensorflow as tf
 
     import keras_bp
-    from _data import load_mnist
-    from mnist import build_model, prepare
+    from _data import flat_one_hot, load_mnist
+    from mnist import build_model
 
     multi_worker = "TF_CONFIG" in os.environ
     if multi_worker:
@@ -121,10 +121,8 @@ def train(args, name, results_dir):
 
     keras.utils.set_random_seed(args.seed)
     (x_train, y_train), (x_test, y_test), description = load_mnist(args.data_dir)
-    x_train, y_train = prepare(x_train, y_train)
-    x_test, y_test = prepare(x_test, y_test)
-    if args.limit:
-        x_train, y_train = x_train[: args.limit], y_train[: args.limit]
+    x_train, y_train = flat_one_hot(x_train[: args.limit or None], y_train[: args.limit or None])
+    x_test, y_test = flat_one_hot(x_test, y_test)
     print(f"{name}: data: {description}; training on {len(x_train)}", flush=True)
 
     options = tf.data.Options()
