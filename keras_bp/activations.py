@@ -369,6 +369,14 @@ def _log_softmax_pair(axis=-1):
         if axis is None:
             # As Keras: over every element (tf would take None as -1).
             y = tf.reshape(tf.nn.log_softmax(tf.reshape(z, [-1]), axis=-1), tf.shape(z))
+        elif isinstance(axis, tuple):
+            # As keras.ops.log_softmax: the kept axes first, the others flattened into one.
+            kept = [v for v in range(len(z.shape)) if v not in axis]
+            order = (*kept, *axis)
+            moved = tf.transpose(z, order)
+            flat = tf.reshape(moved, (*[tf.shape(z)[v] for v in kept], -1))
+            y = tf.reshape(tf.nn.log_softmax(flat, axis=-1), tf.shape(moved))
+            y = tf.transpose(y, sorted(range(len(order)), key=order.__getitem__))
         else:
             y = tf.nn.log_softmax(z, axis=axis)
         return y, y

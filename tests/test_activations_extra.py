@@ -15,6 +15,7 @@ FUNCTIONS = [(name, {}) for name in sorted(keras.src.activations.ALL_OBJECTS_DIC
     ("glu", dict(axis=1)),
     ("log_softmax", dict(axis=1)),
     ("log_softmax", dict(axis=None)),
+    ("log_softmax", dict(axis=(1, 2))),
     ("hard_shrink", dict(threshold=0.2)),
     ("soft_shrink", dict(threshold=0.2)),
     ("squareplus", dict(b=1)),
