@@ -48,6 +48,13 @@ SUITES = [
     ("layers/activations/leaky_relu_test.py", ["LeakyReLU"], None),
     ("layers/activations/elu_test.py", ["ELU"], None),
     ("layers/activations/softmax_test.py", ["Softmax"], None),
+    # Issue 17: PReLU, spatial and Gaussian dropout, Gaussian noise, group and unit normalization.
+    ("layers/activations/prelu_test.py", ["PReLU"], None),
+    ("layers/regularization/spatial_dropout_test.py", ["SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D"], None),
+    ("layers/regularization/gaussian_noise_test.py", ["GaussianNoise"], None),
+    ("layers/regularization/gaussian_dropout_test.py", ["GaussianDropout"], None),
+    ("layers/normalization/group_normalization_test.py", ["GroupNormalization"], None),
+    ("layers/normalization/unit_normalization_test.py", ["UnitNormalization"], None),
     ("layers/regularization/dropout_test.py", ["Dropout"], None),
     ("layers/reshaping/flatten_test.py", ["Flatten"], None),
     ("layers/reshaping/reshape_test.py", ["Reshape"], None),

@@ -1,4 +1,4 @@
-"""Activation layers: Activation, ReLU, LeakyReLU, ELU, Softmax.
+"""Activation layers: Activation, ReLU, LeakyReLU, PReLU, ELU, Softmax.
 
 Each applies one pair from `keras_bp.activations` as a manual-gradient op;
 the derivatives are written out in that module's docstring.
@@ -13,6 +13,7 @@ from keras_bp import activations
 from keras_bp._validation import check_non_negative
 from keras_bp.core import manual_gradient
 from keras_bp.layers._stateless import build_at_init
+from keras_bp.layers._weight_options import add_weight_with_options, set_weight_options, weight_options_config
 
 
 class _ActivationLayer(keras.layers.Layer):
@@ -110,6 +111,76 @@ class LeakyReLU(_ActivationLayer):
 
     def get_config(self):
         return {**super().get_config(), "negative_slope": self.negative_slope}
+
+
+def prelu_forward(x, alpha):
+    """y = relu(x) - alpha relu(-x), Keras's formula (alpha broadcast over the batch and shared axes)."""
+    y = tf.nn.relu(x) - alpha * tf.nn.relu(-x)
+    return y, (x, alpha)
+
+
+def prelu_backward(saved, dy):
+    """The slope is 1 above 0, alpha below, 0 at 0 itself (relu's gradient there); alpha's is min(x, 0).
+
+        dx     = dy * ([x > 0] + alpha [x < 0])                         (input's shape)
+        dalpha = sum over the batch and shared axes of dy * min(x, 0)    (alpha's shape)
+    """
+    x, alpha = saved
+    dx = dy * (tf.cast(x > 0, dy.dtype) + alpha * tf.cast(x < 0, dy.dtype))
+    dalpha = dy * tf.minimum(x, 0.0)
+    # alpha has no batch axis and 1 on the shared ones: sum those away.
+    broadcast = [0] + [i + 1 for i, size in enumerate(alpha.shape) if size == 1]
+    dalpha = tf.reshape(tf.reduce_sum(dalpha, axis=broadcast, keepdims=True), tf.shape(alpha))
+    return dx, dalpha
+
+
+_prelu = manual_gradient(prelu_forward, prelu_backward, name="prelu")
+
+
+@keras.saving.register_keras_serializable(package="keras_bp")
+class PReLU(keras.layers.Layer):
+    """Parametric ReLU: x if x > 0 else alpha * x, alpha learned (drop-in for `keras.layers.PReLU`).
+
+    Args:
+        alpha_initializer: Initializer of the weights `alpha`. Defaults to "Zeros".
+        alpha_regularizer: Regularizer of the weights.
+        alpha_constraint: Constraint on the weights.
+        shared_axes: The axes (an int or a list of ints, 1 = the first after
+            the batch) along which one alpha is shared, e.g. `[1, 2]` for one
+            alpha per channel of a (batch, height, width, channels) input.
+
+    Input shape: any, batch first. Output shape: the input's.
+    Weights: `alpha`, of shape `input_shape[1:]` with 1 on each shared axis.
+    """
+
+    def __init__(self, alpha_initializer="Zeros", alpha_regularizer=None, alpha_constraint=None, shared_axes=None,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True
+        set_weight_options(self, alpha=(alpha_initializer, alpha_regularizer, alpha_constraint))
+        if shared_axes is None:
+            self.shared_axes = None
+        elif not isinstance(shared_axes, (list, tuple)):
+            self.shared_axes = [shared_axes]
+        else:
+            self.shared_axes = list(shared_axes)
+
+    def build(self, input_shape):
+        param_shape = list(input_shape[1:])
+        for i in self.shared_axes or ():
+            param_shape[i - 1] = 1
+        self.alpha = add_weight_with_options(self, "alpha", param_shape)
+        axes = {i: input_shape[i] for i in range(1, len(input_shape)) if i not in (self.shared_axes or ())}
+        self.input_spec = keras.layers.InputSpec(ndim=len(input_shape), axes=axes)
+
+    def call(self, inputs):
+        return _prelu(inputs, tf.convert_to_tensor(self.alpha))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), **weight_options_config(self, "alpha"), "shared_axes": self.shared_axes}
 
 
 @keras.saving.register_keras_serializable(package="keras_bp")

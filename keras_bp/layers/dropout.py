@@ -1,4 +1,9 @@
-"""Dropout: y = x * m / (1 - rate) in training, with m ~ Bernoulli(1 - rate)."""
+"""Dropout: y = x * m / (1 - rate) in training, with m ~ Bernoulli(1 - rate) per element or per channel.
+
+Dropout draws m per element (or per `noise_shape` slice); SpatialDropout1D/2D/3D
+draw one m per example and channel, shared over the spatial axes. All share
+one op: y = x * s, dx = dy * s, s = m / (1 - rate).
+"""
 
 import numbers
 
@@ -7,6 +12,7 @@ import tensorflow as tf
 
 from keras_bp._validation import check_unit_interval, invalid
 from keras_bp.core import manual_gradient
+from keras_bp.layers._spatial import standardize_data_format
 from keras_bp.layers._stateless import build_at_init
 
 
@@ -94,3 +100,96 @@ class Dropout(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "rate": self.rate, "seed": self.seed, "noise_shape": self.noise_shape}
+
+
+class _SpatialDropout(Dropout):
+    """Dropout of whole channels: the mask is drawn per example and channel (Keras's BaseSpatialDropout)."""
+
+    rank = None  # the input's rank, batch and channels included
+
+    def __init__(self, rate, seed=None, name=None, dtype=None):
+        super().__init__(rate, seed=seed, name=name, dtype=dtype)
+        self.input_spec = keras.layers.InputSpec(ndim=self.rank)
+
+    def call(self, inputs, training=False):
+        if not training or self.rate == 0:
+            return inputs
+        scaled_mask = keras.random.dropout(
+            tf.ones_like(inputs), self.rate, noise_shape=self._noise_shape(inputs), seed=self.seed_generator
+        )
+        return _dropout(inputs, scaled_mask)
+
+    def _noise_shape(self, inputs):
+        """(batch, 1, ..., 1, channels), or (batch, channels, 1, ..., 1) for channels_first."""
+        shape = tf.shape(inputs)
+        spatial = [1] * (self.rank - 2)
+        if getattr(self, "data_format", "channels_last") == "channels_first":
+            return (shape[0], shape[1], *spatial)
+        return (shape[0], *spatial, shape[-1])
+
+    def get_config(self):
+        # As Keras: only these (no trainable, no noise_shape).
+        return {"rate": self.rate, "seed": self.seed, "name": self.name, "dtype": self.dtype}
+
+
+@keras.saving.register_keras_serializable(package="keras_bp")
+class SpatialDropout1D(_SpatialDropout):
+    """Spatial 1D dropout: drops whole channels of (batch, steps, channels) (drop-in for `keras.layers.SpatialDropout1D`).
+
+    Args:
+        rate: Float in [0, 1], the fraction of the channels to drop.
+        seed: Integer seed for the random generator.
+
+    Call arguments:
+        inputs: A 3D tensor.
+        training: Whether the layer should behave in training mode.
+    """
+
+    rank = 3
+
+
+class _SpatialDropoutWithFormat(_SpatialDropout):
+    def __init__(self, rate, data_format=None, seed=None, name=None, dtype=None):
+        super().__init__(rate, seed=seed, name=name, dtype=dtype)
+        self.data_format = standardize_data_format(data_format)
+
+    def get_config(self):
+        return {**super().get_config(), "data_format": self.data_format}
+
+
+@keras.saving.register_keras_serializable(package="keras_bp")
+class SpatialDropout2D(_SpatialDropoutWithFormat):
+    """Spatial 2D dropout: drops whole feature maps (drop-in for `keras.layers.SpatialDropout2D`).
+
+    Args:
+        rate: Float in [0, 1], the fraction of the channels to drop.
+        data_format: "channels_last" (batch, rows, cols, channels) or
+            "channels_first" (batch, channels, rows, cols); defaults to
+            `keras.config.image_data_format()`.
+        seed: Integer seed for the random generator.
+
+    Call arguments:
+        inputs: A 4D tensor.
+        training: Whether the layer should behave in training mode.
+    """
+
+    rank = 4
+
+
+@keras.saving.register_keras_serializable(package="keras_bp")
+class SpatialDropout3D(_SpatialDropoutWithFormat):
+    """Spatial 3D dropout: drops whole 3D feature maps (drop-in for `keras.layers.SpatialDropout3D`).
+
+    Args:
+        rate: Float in [0, 1], the fraction of the channels to drop.
+        data_format: "channels_last" (batch, dim1, dim2, dim3, channels) or
+            "channels_first" (batch, channels, dim1, dim2, dim3); defaults to
+            `keras.config.image_data_format()`.
+        seed: Integer seed for the random generator.
+
+    Call arguments:
+        inputs: A 5D tensor.
+        training: Whether the layer should behave in training mode.
+    """
+
+    rank = 5
