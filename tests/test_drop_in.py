@@ -181,3 +181,10 @@ def test_recurrent_layers_take_integer_sequences_as_keras(name):
     y = ours(x)
     assert y.dtype == theirs(x).dtype == tf.float32
     np.testing.assert_allclose(y, theirs(x), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("make", [lambda: layers.Flatten(), lambda: layers.Reshape((15,))], ids=["Flatten", "Reshape"])
+def test_symbolic_sparse_input_gives_a_sparse_symbolic_output(make):
+    inputs = keras.Input((3, 5), sparse=True)
+    assert make()(inputs).sparse
+    assert not make()(keras.Input((3, 5))).sparse

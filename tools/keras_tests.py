@@ -119,11 +119,11 @@ def provide_keras_conftest():
     sys.modules.setdefault("conftest", conftest)
 
 
-def run_child(index, junit):
+def run_child(module, junit):
     """In this process: swap the suite's classes, then run its Keras test module."""
     import pytest
 
-    module, names, select = SUITES[index]
+    _, names, select = next(suite for suite in SUITES if suite[0] == module)
     provide_keras_conftest()
     swap(names)
     args = [os.path.join(_keras_src(), module), "-q", "-p", "no:cacheprovider", "--tb=line",
@@ -133,11 +133,11 @@ def run_child(index, junit):
     return pytest.main(args)
 
 
-def run_suite(index, timeout):
+def run_suite(module, timeout):
     """Runs one suite in a fresh process; returns {test name: None (passed) or its error's first line}."""
     with tempfile.TemporaryDirectory() as tmp:
         junit = os.path.join(tmp, "junit.xml")
-        command = [sys.executable, os.path.abspath(__file__), "--child", str(index), "--junit", junit]
+        command = [sys.executable, os.path.abspath(__file__), "--child", module, "--junit", junit]
         try:
             subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -173,7 +173,7 @@ def main():
     parser.add_argument("--only", default=None, help="comma-separated class names: run only their suites")
     parser.add_argument("--failures", action="store_true", help="name every failing test and its error")
     parser.add_argument("--timeout", type=int, default=900, help="seconds one suite may take")
-    parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--junit", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
@@ -183,10 +183,10 @@ def main():
     print(f"{'Keras test module':52} {'swapped':38} {'passed':>6} {'failed':>6} {'quant.':>6} {'private':>7}")
     totals = [0, 0, 0, 0]
     failures = []
-    for index, (module, names, _) in enumerate(SUITES):
+    for module, names, _ in SUITES:
         if only and not only.intersection(names):
             continue
-        results = run_suite(index, args.timeout)
+        results = run_suite(module, args.timeout)
         failed = {n: e for n, e in results.items() if e is not None}
         kinds = [kind_of_failure(n, e) for n, e in failed.items()]
         row = [len(results) - len(failed), len(failed), kinds.count("quantization"), kinds.count("private attribute")]

@@ -38,6 +38,11 @@ def _reshape_op(perm=None):
 _plain_reshape = _reshape_op()
 
 
+def _spec_like(inputs, shape):
+    """The symbolic output: `shape`, the input's dtype, sparse where the input is (as Keras's layers)."""
+    return keras.KerasTensor(shape, dtype=inputs.dtype, sparse=inputs.sparse)
+
+
 def _static_size(shape, default=None):
     """The number of elements of `shape`, or `default` where an axis is unknown."""
     return default if any(d is None for d in shape) else math.prod(shape)
@@ -77,6 +82,9 @@ class Flatten(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], _static_size(input_shape[1:]))
+
+    def compute_output_spec(self, inputs):
+        return _spec_like(inputs, self.compute_output_shape(inputs.shape))
 
     def get_config(self):
         return {**super().get_config(), "data_format": self.data_format}
@@ -135,6 +143,9 @@ class Reshape(keras.layers.Layer):
                 f"input_shape={rest}, target_shape={self.target_shape}"
             )
         return (input_shape[0], *target)
+
+    def compute_output_spec(self, inputs):
+        return _spec_like(inputs, self.compute_output_shape(inputs.shape))
 
     def get_config(self):
         return {**super().get_config(), "target_shape": self.target_shape}
