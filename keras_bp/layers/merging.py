@@ -277,10 +277,11 @@ class _Merge(keras.layers.Layer):
         return functools.reduce(keras.ops.logical_or, mask)
 
 
-def _two_inputs(layer, count, what):
-    if count != 2:
-        lead = f"A `{type(layer).__name__}` layer should be called on exactly 2 inputs. Received: {what}"
-        raise invalid("inputs", what, "a list of 2 tensors", lead)
+def _two_inputs(layer, name, value):
+    """Raises unless `value` (the inputs, or their shapes) has 2 entries, in Keras's words."""
+    if len(value) != 2:
+        lead = f"A `{type(layer).__name__}` layer should be called on exactly 2 inputs. Received: {name}={value}"
+        raise invalid(name, value, "a list of 2 " + ("shapes" if name == "input_shape" else "tensors"), lead)
 
 
 @keras.saving.register_keras_serializable(package="keras_bp")
@@ -313,12 +314,12 @@ class Subtract(_Merge):
 
     def build(self, input_shape):
         super().build(input_shape)
-        _two_inputs(self, len(input_shape), f"input_shape={input_shape}")
+        _two_inputs(self, "input_shape", input_shape)
 
     _keras_op = staticmethod(keras.ops.subtract)
 
     def _merge(self, inputs):
-        _two_inputs(self, len(inputs), f"inputs={inputs}")
+        _two_inputs(self, "inputs", inputs)
         return _subtract_op(*inputs)
 
 
@@ -597,7 +598,7 @@ class Dot(_Merge):
             raise invalid("input_shape", input_shape, "shapes of one size along axes", lead)
 
     def call(self, inputs):
-        _two_inputs(self, len(inputs), f"inputs={inputs}")
+        _two_inputs(self, "inputs", inputs)
         x, z = inputs
         x_shape, z_shape = x.shape, z.shape
         x_axis, z_axis = self._axes_for(len(x_shape), len(z_shape))
