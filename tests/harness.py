@@ -33,6 +33,7 @@ class LayerCase:
         call_kwargs: extra call arguments, e.g. `{"training": True}`.
         rtol: float32 parity tolerance against Keras.
         fit: whether to run the fit, save/load and mixed-precision checks.
+        list_input: the layer takes its inputs as one list (the merge layers).
     """
 
     id: str
@@ -43,6 +44,7 @@ class LayerCase:
     call_kwargs: dict = dataclasses.field(default_factory=dict)
     rtol: float = 1e-5
     fit: bool = True
+    list_input: bool = False
 
     def inputs(self, seed=0):
         rng = np.random.RandomState(seed)
@@ -94,7 +96,12 @@ def all_cases():
     return cases
 
 
-def gradients(layer, inputs, upstream_seed=1, call_kwargs=None):
+def call(layer, inputs, list_input=False, **kwargs):
+    """The layer on the inputs: positionally, or as one list for a merge layer."""
+    return layer(list(inputs), **kwargs) if list_input else layer(*inputs, **kwargs)
+
+
+def gradients(layer, inputs, upstream_seed=1, call_kwargs=None, list_input=False):
     """Outputs, and gradients of sum <u, y> wrt the float inputs and every trainable weight."""
     call_kwargs = call_kwargs or {}
     tensors = [tf.convert_to_tensor(x) for x in inputs]
@@ -102,7 +109,7 @@ def gradients(layer, inputs, upstream_seed=1, call_kwargs=None):
     with tf.GradientTape() as tape:
         for t in float_inputs:
             tape.watch(t)
-        outputs = tf.nest.flatten(layer(*tensors, **call_kwargs))
+        outputs = tf.nest.flatten(call(layer, tensors, list_input, **call_kwargs))
         rng = np.random.RandomState(upstream_seed)
         loss = tf.add_n(
             [tf.reduce_sum(tf.cast(y, tf.float32) * rng.standard_normal(tuple(y.shape)).astype("float32"))
@@ -130,7 +137,7 @@ def fit_model(case):
     inputs = case.inputs()
     symbolic = [keras.Input(shape=x.shape[1:], batch_size=None, dtype=str(x.dtype)) for x in inputs]
     layer = case.make()
-    y = layer(*symbolic, **{k: v for k, v in case.call_kwargs.items() if k != "training"})
+    y = call(layer, symbolic, case.list_input, **{k: v for k, v in case.call_kwargs.items() if k != "training"})
     y = tf.nest.flatten(y)[0] if isinstance(y, (list, tuple)) else y
     if len(y.shape) > 2:
         y = keras_bp.layers.Flatten()(y)

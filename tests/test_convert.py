@@ -14,7 +14,8 @@ def _functional_mlp():
     h = keras.layers.Dense(6, activation="relu", name="hidden")(inputs)
     h = keras.layers.Dropout(0.2, name="dropout")(h)
     skip = keras.layers.Dense(6, activation=keras.activations.tanh)(inputs)
-    h = keras.layers.Add(name="add")([h, skip])  # no counterpart: kept
+    h = keras.layers.Add(name="add")([h, skip])
+    h = keras.layers.Identity(name="identity")(h)  # no counterpart: kept
     outputs = keras.layers.Dense(3, activation="softmax")(h)
     return keras.Model(inputs, outputs)
 
@@ -34,10 +35,11 @@ def test_functional_model_is_converted_with_weights():
     model = _functional_mlp()
     converted, report = keras_bp.convert(model, return_report=True)
     swapped = {name for name, _ in report.swapped}
-    assert {"hidden", "dropout"} <= swapped and len(report.swapped) == 4
-    assert [name for name, *_ in report.kept] == ["add"]
+    assert {"hidden", "dropout", "add"} <= swapped and len(report.swapped) == 5
+    assert [name for name, *_ in report.kept] == ["identity"]
     assert isinstance(converted.get_layer("hidden"), layers.Dense)
-    assert not isinstance(converted.get_layer("add"), (layers.Dense,))
+    assert isinstance(converted.get_layer("add"), layers.Add)
+    assert type(converted.get_layer("identity")) is keras.layers.Identity
     x = np.random.RandomState(0).standard_normal((5, 8)).astype("float32")
     y = np.eye(3, dtype="float32")[[0, 1, 2, 0, 1]]
     _assert_same_predictions_and_gradients(model, converted, x, y)
@@ -87,14 +89,14 @@ def test_cnn_and_lstm_models_are_converted():
     h = keras.layers.Flatten()(h)
     sequence = keras.Input((5, 3))
     s = keras.layers.LSTM(4)(sequence)
-    h = keras.layers.Concatenate()([h, s])  # no counterpart: kept
+    h = keras.layers.Concatenate()([h, s])
     h = keras.layers.Dropout(0.3)(h)
     outputs = keras.layers.Dense(3, activation="softmax")(h)
     model = keras.Model([image, sequence], outputs)
     converted, report = keras_bp.convert(model, return_report=True)
     swapped = {cls for _, cls in report.swapped}
-    assert swapped == {"Conv2D", "MaxPooling2D", "Flatten", "LSTM", "Dropout", "Dense"}
-    assert [cls for _, cls, _ in report.kept] == ["Concatenate"]
+    assert swapped == {"Conv2D", "MaxPooling2D", "Flatten", "LSTM", "Dropout", "Dense", "Concatenate"}
+    assert report.kept == []
     for layer in converted.layers:
         if type(layer).__name__ in swapped:
             assert type(layer).__module__.startswith("keras_bp."), layer.name

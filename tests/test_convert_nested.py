@@ -81,7 +81,7 @@ def test_nested_sequential_is_converted(tmp_path):
 
 def test_bidirectional_lstm_and_time_distributed_dense(tmp_path):
     inputs = keras.Input((5, 3))
-    h = keras.layers.Bidirectional(keras.layers.LSTM(4, return_sequences=True), name="bi")(inputs)
+    h = keras.layers.Bidirectional(keras.layers.LSTM(4, return_sequences=True, name="lstm"), name="bi")(inputs)
     h = keras.layers.TimeDistributed(keras.layers.Dense(2, name="dense"), name="td")(h)
     outputs = keras.layers.Dense(3)(keras.layers.Flatten()(h))
     model = keras.Model(inputs, outputs)
@@ -256,6 +256,11 @@ class Scaled(keras.layers.Layer):
         return self.dense(x * self.scale)
 
 
+@keras.saving.register_keras_serializable(package="tests")
+def _cube(x):
+    return x * x * x
+
+
 def test_manual_parameter_share_by_hand(capsys):
     inputs = keras.Input((4,))
     h = keras.layers.Dense(3)(inputs)  # 4*3 + 3 = 15, manual
@@ -264,7 +269,7 @@ def test_manual_parameter_share_by_hand(capsys):
     frozen = keras.layers.Dense(2)
     frozen.trainable = False  # 6, not trainable: not counted
     h = frozen(h)
-    outputs = keras.layers.Dense(2, activation="mish")(h)  # 6, kept as Keras's (no mish): not manual
+    outputs = keras.layers.Dense(2, activation=_cube)(h)  # 6, kept as Keras's (a user's activation): not manual
     model = keras.Model(inputs, outputs)
     assert count_manual_parameters(model) == (0, 38)
     converted, report = keras_bp.convert(model, verbose=True, return_report=True)

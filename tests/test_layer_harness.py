@@ -7,7 +7,7 @@ import tensorflow as tf
 
 import keras_bp
 from keras_bp._state import restore, snapshot
-from tests.harness import all_cases, assert_close, dense, fit_model, gradients
+from tests.harness import all_cases, assert_close, call, dense, fit_model, gradients
 
 CASES = all_cases()
 FIT_CASES = [case for case in CASES if case.fit]
@@ -20,8 +20,29 @@ def ids(cases):
 
 def _built(make, case):
     layer = make()
-    layer(*[tf.convert_to_tensor(x) for x in case.inputs()], **case.call_kwargs)
+    call(layer, [tf.convert_to_tensor(x) for x in case.inputs()], case.list_input, **case.call_kwargs)
     return layer
+
+
+def _gradient_check_target(layer, case):
+    """What check_gradients checks: the layer, or for a merge layer (one list in) a function of its inputs.
+
+    check_gradients calls a layer positionally; a merge layer has no weights,
+    so the function calls a twin built from its config in the inputs' dtype
+    (float64 for the finite differences).
+    """
+    if not case.list_input:
+        return layer
+    twins = {layer.compute_dtype: layer}
+
+    def merged(*inputs):
+        dtype = inputs[0].dtype.name
+        if dtype not in twins:
+            twins[dtype] = type(layer).from_config({**layer.get_config(), "dtype": dtype})
+        return twins[dtype](list(inputs))
+
+    merged.__name__ = layer.name
+    return merged
 
 
 def _random_like(rng, value, name):
@@ -52,8 +73,8 @@ def test_parity_with_keras_both_ways(case):
         source.set_weights([_random_like(rng, w, v.name) for v, w in zip(source.weights, source.get_weights())])
         destination.set_weights(source.get_weights())
         states = (_state(ours), _state(theirs))
-        our_out, our_grads = gradients(ours, inputs, call_kwargs=case.call_kwargs)
-        their_out, their_grads = gradients(theirs, inputs, call_kwargs=case.call_kwargs)
+        our_out, our_grads = gradients(ours, inputs, call_kwargs=case.call_kwargs, list_input=case.list_input)
+        their_out, their_grads = gradients(theirs, inputs, call_kwargs=case.call_kwargs, list_input=case.list_input)
         # State the call updates (BatchNormalization's moving statistics,
         # a stateful RNN's states) moves exactly as Keras's. Random state is
         # left out: the outputs already compare the masks drawn, and Keras
@@ -75,10 +96,10 @@ def test_manual_matches_autodiff(case):
     layer = _built(case.make, case)
     inputs = case.inputs(seed=4)
     state = _state(layer)
-    _, manual = gradients(layer, inputs, call_kwargs=case.call_kwargs)
+    _, manual = gradients(layer, inputs, call_kwargs=case.call_kwargs, list_input=case.list_input)
     restore(state)
     with keras_bp.autodiff():
-        _, reference = gradients(layer, inputs, call_kwargs=case.call_kwargs)
+        _, reference = gradients(layer, inputs, call_kwargs=case.call_kwargs, list_input=case.list_input)
     restore(state)
     for i, (a, b) in enumerate(zip(manual, reference)):
         assert (a is None) == (b is None), f"gradient {i} presence differs"
@@ -90,7 +111,7 @@ def test_manual_matches_autodiff(case):
 def test_float64_check_gradients(case):
     layer = _built(case.make, case)
     options = {"training": case.call_kwargs["training"]} if "training" in case.call_kwargs else {}
-    result = keras_bp.check_gradients(layer, *case.inputs(seed=5), **options)
+    result = keras_bp.check_gradients(_gradient_check_target(layer, case), *case.inputs(seed=5), **options)
     assert result.passed, str(result)
 
 
@@ -99,7 +120,7 @@ def test_eager_tape_reaches_every_weight(case):
     # Trap 1 and trap 6: eagerly, under a plain GradientTape, each trainable
     # weight gets a gradient (no `variables=` error, no None).
     layer = case.make()
-    _, grads = gradients(layer, case.inputs(), call_kwargs=case.call_kwargs)
+    _, grads = gradients(layer, case.inputs(), call_kwargs=case.call_kwargs, list_input=case.list_input)
     n_inputs = len(grads) - len(layer.trainable_weights)
     for weight, g in zip(layer.trainable_weights, grads[n_inputs:]):
         assert g is not None, f"{weight.path} got no gradient"
@@ -143,7 +164,7 @@ def test_mixed_precision(case, policy, mixed_precision):
     layer = _built(case.make, case)
     state = _state(layer)
     inputs = case.inputs()
-    outputs, grads = gradients(layer, inputs, call_kwargs=case.call_kwargs)
+    outputs, grads = gradients(layer, inputs, call_kwargs=case.call_kwargs, list_input=case.list_input)
     compute = policy.split("_")[1]
     for y in outputs:
         if y.dtype.is_floating:
@@ -160,7 +181,7 @@ def test_mixed_precision(case, policy, mixed_precision):
     reference.set_weights(layer.get_weights())
     for (_, value), r in zip(state, reference.non_trainable_variables):
         r.assign(value)
-    ref_outputs, _ = gradients(reference, inputs, call_kwargs=case.call_kwargs)
+    ref_outputs, _ = gradients(reference, inputs, call_kwargs=case.call_kwargs, list_input=case.list_input)
     for y, r in zip(outputs, ref_outputs):
         assert_close(np.asarray(tf.cast(y, tf.float32)), np.asarray(tf.cast(r, tf.float32)), 5e-2,
                      what=f"{case.id}: {policy} output")

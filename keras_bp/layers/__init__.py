@@ -6,8 +6,10 @@ from keras_bp.layers.dense import Dense
 from keras_bp.layers.dropout import Dropout, SpatialDropout1D, SpatialDropout2D, SpatialDropout3D
 from keras_bp.layers.embedding import Embedding
 from keras_bp.layers.group_normalization import GroupNormalization
+from keras_bp.layers.merging import Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract
 from keras_bp.layers.noise import GaussianDropout, GaussianNoise
 from keras_bp.layers.normalization import BatchNormalization, LayerNormalization
+from keras_bp.layers.padding import Cropping1D, Cropping2D, Cropping3D, ZeroPadding1D, ZeroPadding2D, ZeroPadding3D
 from keras_bp.layers.pooling import (
     AveragePooling1D,
     AveragePooling2D,
@@ -19,17 +21,27 @@ from keras_bp.layers.pooling import (
     MaxPooling2D,
 )
 from keras_bp.layers.recurrent import GRU, LSTM, SimpleRNN
-from keras_bp.layers.reshaping import Flatten, Reshape
+from keras_bp.layers.repeat_vector import RepeatVector
+from keras_bp.layers.rescaling import Rescaling
+from keras_bp.layers.reshaping import Flatten, Permute, Reshape
 from keras_bp.layers.unit_normalization import UnitNormalization
+from keras_bp.layers.upsampling import UpSampling1D, UpSampling2D, UpSampling3D
 
 __all__ = [
     "Activation",
+    "Add",
+    "Average",
     "AveragePooling1D",
     "AveragePooling2D",
     "BatchNormalization",
+    "Concatenate",
     "Conv1D",
     "Conv2D",
+    "Cropping1D",
+    "Cropping2D",
+    "Cropping3D",
     "Dense",
+    "Dot",
     "Dropout",
     "ELU",
     "Embedding",
@@ -47,13 +59,26 @@ __all__ = [
     "LeakyReLU",
     "MaxPooling1D",
     "MaxPooling2D",
+    "Maximum",
+    "Minimum",
+    "Multiply",
     "PReLU",
+    "Permute",
     "ReLU",
+    "RepeatVector",
+    "Rescaling",
     "Reshape",
     "SimpleRNN",
     "Softmax",
     "SpatialDropout1D",
     "SpatialDropout2D",
     "SpatialDropout3D",
+    "Subtract",
     "UnitNormalization",
+    "UpSampling1D",
+    "UpSampling2D",
+    "UpSampling3D",
+    "ZeroPadding1D",
+    "ZeroPadding2D",
+    "ZeroPadding3D",
 ]

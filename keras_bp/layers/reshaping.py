@@ -1,4 +1,7 @@
-"""The reshaping layers (Flatten, Reshape): the backward of a reshape is the inverse reshape.
+"""The reshaping layers (Flatten, Reshape, Permute): entries move, so the backward moves the gradient back.
+
+    reshape:    y = reshape(x, shape)            dL/dx = reshape(dy, shape of x)
+    permute:    y = transpose(x, p)              dL/dx = transpose(dy, p^-1)
 
 A `tf.SparseTensor` input is reshaped as Keras does, by `tf.sparse.reshape`:
 only its indices move, its values pass through unchanged, so the gradient
@@ -6,6 +9,7 @@ of the values is the upstream gradient itself (TensorFlow's, with no
 arithmetic in which a bug could hide).
 """
 
+import functools
 import math
 
 import keras
@@ -41,6 +45,15 @@ _plain_reshape = _reshape_op()
 def _spec_like(inputs, shape):
     """The symbolic output: `shape`, the input's dtype, sparse where the input is (as Keras's layers)."""
     return keras.KerasTensor(shape, dtype=inputs.dtype, sparse=inputs.sparse)
+
+
+@functools.lru_cache(maxsize=None)
+def _transpose_op(perm):
+    """y = transpose(x, p); dx = transpose(dy, p^-1), p^-1[p[i]] = i."""
+    inverse = tuple(perm.index(i) for i in range(len(perm)))
+    return manual_gradient(
+        lambda x: (tf.transpose(x, perm), None), lambda _, dy: tf.transpose(dy, inverse), name="permute"
+    )
 
 
 def _static_size(shape, default=None):
@@ -149,3 +162,46 @@ class Reshape(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "target_shape": self.target_shape}
+
+
+@keras.saving.register_keras_serializable(package="keras_bp")
+class Permute(keras.layers.Layer):
+    """Permutes the axes of the input, keeping the batch axis (drop-in for `keras.layers.Permute`).
+
+    Args:
+        dims: Tuple of integers, the permutation of the axes 1 .. rank - 1:
+            `dims=(2, 1)` swaps the two axes of a rank-3 input.
+
+    Input shape:
+        `(batch_size, d_1, ..., d_k)`, k = len(dims).
+
+    Output shape:
+        `(batch_size, d_dims[0], ..., d_dims[k-1])`.
+    """
+
+    def __init__(self, dims, **kwargs):
+        super().__init__(**kwargs)
+        self.dims = tuple(dims)
+        if sorted(dims) != list(range(1, len(dims) + 1)):
+            lead = (
+                "Invalid permutation argument `dims` for Permute Layer. The set of indices in `dims` must be "
+                f"consecutive and start from 1. Received dims={dims}"
+            )
+            raise invalid("dims", dims, "a permutation of 1 .. len(dims)", lead)
+        self.input_spec = keras.layers.InputSpec(ndim=len(self.dims) + 1)
+        build_at_init(self)
+
+    def call(self, inputs):
+        if isinstance(inputs, tf.SparseTensor):
+            # Only the indices move: TensorFlow's gradient of the values is dy itself.
+            return tf.sparse.transpose(inputs, (0,) + self.dims)
+        return _transpose_op((0,) + self.dims)(inputs)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], *(input_shape[d] for d in self.dims))
+
+    def compute_output_spec(self, inputs):
+        return _spec_like(inputs, self.compute_output_shape(inputs.shape))
+
+    def get_config(self):
+        return {**super().get_config(), "dims": self.dims}
