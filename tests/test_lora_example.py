@@ -5,6 +5,10 @@ import re
 import subprocess
 import sys
 
+import pytest
+
+from tests.test_examples import load_example
+
 EXAMPLE = pathlib.Path(__file__).resolve().parent.parent / "examples" / "lora_finetune.py"
 
 
@@ -31,6 +35,9 @@ def test_lora_finetune_example_trains_only_the_adapters():
     assert before < 0.3 and after > before + 0.2, (before, after)
 
 
-def test_lora_finetune_example_rejects_a_bad_rank():
-    out = subprocess.run([sys.executable, str(EXAMPLE), "--rank", "0"], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 2 and "--rank" in out.stderr and "received: 0" in out.stderr
+def test_lora_finetune_example_rejects_a_bad_rank(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        load_example("lora_finetune").parse_args(["--rank", "0"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--rank" in err and "received: 0" in err
