@@ -37,6 +37,9 @@ SUITES = [
     ("layers/core/dense_test.py", ["Dense"], None),
     ("layers/core/embedding_test.py", ["Embedding"], None),
     ("layers/convolutional/conv_test.py", ["Conv1D", "Conv2D"], "not conv3d"),
+    # Issue 17: the depthwise and separable convolutions (both Keras test modules cover 1-D and 2-D only).
+    ("layers/convolutional/depthwise_conv_test.py", ["DepthwiseConv1D", "DepthwiseConv2D"], None),
+    ("layers/convolutional/separable_conv_test.py", ["SeparableConv1D", "SeparableConv2D"], None),
     ("layers/pooling/max_pooling_test.py", ["MaxPooling1D", "MaxPooling2D"], "not 3d"),
     ("layers/pooling/average_pooling_test.py", ["AveragePooling1D", "AveragePooling2D"], "not 3d"),
     ("layers/pooling/global_max_pooling_test.py", ["GlobalMaxPooling1D", "GlobalMaxPooling2D"], "not 3d"),

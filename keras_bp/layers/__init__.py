@@ -3,6 +3,7 @@
 from keras_bp.layers.activation import ELU, Activation, LeakyReLU, PReLU, ReLU, Softmax
 from keras_bp.layers.conv import Conv1D, Conv2D
 from keras_bp.layers.dense import Dense
+from keras_bp.layers.depthwise_conv import DepthwiseConv1D, DepthwiseConv2D, SeparableConv1D, SeparableConv2D
 from keras_bp.layers.dropout import Dropout, SpatialDropout1D, SpatialDropout2D, SpatialDropout3D
 from keras_bp.layers.embedding import Embedding
 from keras_bp.layers.group_normalization import GroupNormalization
@@ -41,6 +42,8 @@ __all__ = [
     "Cropping2D",
     "Cropping3D",
     "Dense",
+    "DepthwiseConv1D",
+    "DepthwiseConv2D",
     "Dot",
     "Dropout",
     "ELU",
@@ -68,6 +71,8 @@ __all__ = [
     "RepeatVector",
     "Rescaling",
     "Reshape",
+    "SeparableConv1D",
+    "SeparableConv2D",
     "SimpleRNN",
     "Softmax",
     "SpatialDropout1D",

@@ -81,31 +81,32 @@ def output_size(n, window, stride, dilation, padding):
     return -(-n // stride)
 
 
-def check_output_not_empty(layer_name, input_shape, out_spatial, window_name, window):
-    """A 'valid' window larger than the input gives an empty output: say so."""
+def check_output_not_empty(layer_name, input_shape, out_spatial, window_name, window, lead=None):
+    """A 'valid' window larger than the input gives an empty output: say so (after `lead`, Keras's words)."""
     if any(n is not None and n <= 0 for n in out_spatial):
         raise ValueError(
-            f"{layer_name}: {window_name}={window} does not fit in the input "
+            ("" if lead is None else f"{lead} ")
+            + f"{layer_name}: {window_name}={window} does not fit in the input "
             f"with padding='valid' (the output would have spatial shape "
             f"{tuple(out_spatial)}), received: input_shape={tuple(input_shape)}. "
             "Use a smaller window, padding='same', or a larger input."
         )
 
 
-def windowed_output_shape(layer, input_shape, window_name, window, dilations, channels):
+def windowed_output_shape(layer, input_shape, window_name, window, dilations, channels, lead=None):
     """The output shape of a convolution or pooling `layer`, in its data format.
 
     Reads the layer's `data_format`, `strides` and `padding`; `window`
     (kernel_size or pool_size, named `window_name` in the error), `dilations`
     and the output `channels` are the caller's. Raises for a window that does
-    not fit (see `check_output_not_empty`).
+    not fit (see `check_output_not_empty`; `lead` puts Keras's words first).
     """
     input_shape = tuple(input_shape)
     out_spatial = tuple(
         output_size(n, k, s, d, layer.padding)
         for n, k, s, d in zip(spatial_shape(input_shape, layer.data_format), window, layer.strides, dilations)
     )
-    check_output_not_empty(type(layer).__name__, input_shape, out_spatial, window_name, window)
+    check_output_not_empty(type(layer).__name__, input_shape, out_spatial, window_name, window, lead)
     if layer.data_format == "channels_last":
         return (input_shape[0],) + out_spatial + (channels,)
     return (input_shape[0], channels) + out_spatial

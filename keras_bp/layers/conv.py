@@ -10,7 +10,7 @@ transposes for pooling for the same reason). The layout changes
 on the gradients in its backward, so the whole layer is one hand-written op.
 """
 
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import keras
 import tensorflow as tf
@@ -36,6 +36,7 @@ class ConvSpec(NamedTuple):
     dilations: tuple  # (dh, dw)
     padding: object  # "SAME", "VALID", or explicit [[0, 0], [t, b], [l, r], [0, 0]]
     groups: int
+    xla: bool = False  # run under XLA whatever the above (a depthwise convolution with unequal strides)
 
     def tf_args(self):
         if isinstance(self.padding, str):
@@ -87,11 +88,11 @@ def conv_kernel_grad(spec, x, kernel_shape, dz):
     return tf.raw_ops.Conv2DBackpropFilter(input=x, filter_sizes=kernel_shape, out_backprop=dz, **spec.tf_args())
 
 
-def _maybe_xla(fn, spec):
+def maybe_xla(fn, spec):
     # NOTE: TensorFlow's CPU kernels have no gradients for grouped or dilated
     # convolutions (Keras runs grouped ones through XLA, and dilated ones
     # through space_to_batch); we run both through XLA, which has them.
-    needs_xla = spec.groups > 1 or max(spec.dilations) > 1
+    needs_xla = spec.xla or spec.groups > 1 or max(spec.dilations) > 1
     return tf.function(fn, jit_compile=True, reduce_retracing=True) if needs_xla else fn
 
 
@@ -112,6 +113,17 @@ def lora_grads(lora_scale, lora_a, lora_b, dkernel):
     return dlora_a, dlora_b
 
 
+class ConvMath(NamedTuple):
+    """A convolution's forward and its two partials, each a function of NHWC tensors and a `ConvSpec`."""
+
+    forward: Callable  # (spec, x, kernel) -> z
+    input_grad: Callable  # (spec, x_shape, kernel, dz) -> dL/dx
+    kernel_grad: Callable  # (spec, x, kernel_shape, dz) -> dL/dW
+
+
+CONV_MATH = ConvMath(conv_forward, conv_input_grad, conv_kernel_grad)
+
+
 class ConvSaved(NamedTuple):
     """What the convolution op's forward saves for its backward."""
 
@@ -123,8 +135,13 @@ class ConvSaved(NamedTuple):
     activation_saved: object  # what the activation's backward needs
 
 
-def conv_op(layout, spec, activation, lora_scale=None):
+def conv_op(layout, spec, activation, lora_scale=None, math=CONV_MATH, kind="conv"):
     """The Conv layer as one manual-gradient op: (x, kernel, bias, lora_a, lora_b) -> y.
+
+    `math` is the convolution (x) and its partials (Conv's by default; the
+    depthwise convolution's for DepthwiseConv1D/2D, see depthwise_conv.py),
+    `kind` names the op; the layout, bias, activation and LoRA around it are
+    the same for both.
 
     Forward (on NHWC tensors, see `Layout`), with s = lora_scale = lora_alpha / lora_rank:
         W' = W + s A B             (kh, kw, C_g, F)   lora_product; W' = W without LoRA
@@ -145,9 +162,9 @@ def conv_op(layout, spec, activation, lora_scale=None):
     which dA and dB need anyway. Saves the NHWC input, W', A and B, and what
     the activation's backward needs.
     """
-    forward_math = _maybe_xla(conv_forward, spec)
-    input_grad = _maybe_xla(conv_input_grad, spec)
-    kernel_grad = _maybe_xla(conv_kernel_grad, spec)
+    forward_math = maybe_xla(math.forward, spec)
+    input_grad = maybe_xla(math.input_grad, spec)
+    kernel_grad = maybe_xla(math.kernel_grad, spec)
 
     def forward(x, kernel, bias, lora_a, lora_b):
         if lora_a is not None:
@@ -174,7 +191,7 @@ def conv_op(layout, spec, activation, lora_scale=None):
             dlora_a, dlora_b = lora_grads(lora_scale, saved.lora_a, saved.lora_b, dkernel)
         return layout.from_nhwc(dx), dkernel, dbias, dlora_a, dlora_b
 
-    name = f"conv{layout.rank}d_{activation.name}" + ("_lora" if lora_scale is not None else "")
+    name = f"{kind}{layout.rank}d_{activation.name}" + ("_lora" if lora_scale is not None else "")
     return manual_gradient(forward, backward, name=name)
 
 
