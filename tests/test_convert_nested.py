@@ -286,10 +286,8 @@ def test_manual_parameter_share_by_hand(capsys):
 def test_mobilenet_v2_is_converted():
     model = keras.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35, weights=None, classes=5)
     converted, report = keras_bp.convert(model, return_report=True)
-    # DepthwiseConv2D (17 of them, 31 kept layers with the Adds and paddings) has no counterpart yet.
-    depthwise = sum(int(np.prod(w.shape)) for layer in model.layers if type(layer).__name__ == "DepthwiseConv2D"
-                    for w in layer.trainable_weights)
-    assert report.manual_parameters == report.trainable_parameters - depthwise
+    # Every layer has a counterpart now (DepthwiseConv2D, Add, ZeroPadding2D included).
+    assert report.kept == [] and report.manual_parameters == report.trainable_parameters
     x = np.random.RandomState(7).standard_normal((2, 32, 32, 3)).astype("float32")
     _assert_same_outputs_and_gradients(model, converted, x)
 
