@@ -12,8 +12,7 @@ fast; the per-layer checks run on all.
 
 import keras
 
-import keras_bp
-from tests.harness import KerasReference, LayerCase
+from tests.harness import paired_case
 
 _FIT_CASES = {
     "conv2d_channels_last_valid_s1", "conv2d_channels_last_same_s2", "conv2d_channels_last_valid_groups2",
@@ -30,22 +29,7 @@ _FIT_CASES = {
 def _pair(name, class_name, input_shape, call_kwargs=None, reference_jit=False, **kwargs):
     """A case whose two layers are `class_name(**kwargs)` from keras_bp and from Keras."""
     via_last = class_name.startswith("Conv") and kwargs.get("data_format") == "channels_first"
-    their_kwargs = {**kwargs, "data_format": "channels_last"} if via_last else kwargs
-    if via_last or reference_jit:
-        def keras_make():
-            return KerasReference(getattr(keras.layers, class_name)(**their_kwargs),
-                                  channels_last=via_last, jit=reference_jit)
-    else:
-        def keras_make():
-            return getattr(keras.layers, class_name)(**kwargs)
-    return LayerCase(
-        id=name,
-        make=lambda: getattr(keras_bp.layers, class_name)(**kwargs),
-        keras_make=keras_make,
-        input_shape=input_shape,
-        call_kwargs=call_kwargs or {},
-        fit=name in _FIT_CASES,
-    )
+    return paired_case(name, class_name, input_shape, name in _FIT_CASES, call_kwargs, via_last, reference_jit, **kwargs)
 
 
 def _conv_cases():

@@ -11,10 +11,7 @@ whole-model checks (fit, save/load, mixed precision) run on one case per
 layer and data format (`fit=True`).
 """
 
-import keras
-
-import keras_bp
-from tests.harness import KerasReference, LayerCase
+from tests.harness import paired_case
 
 _FIT_CASES = {
     "depthwise2d_channels_last_same_s2_m2", "depthwise2d_channels_first_valid_dilation2",
@@ -26,20 +23,8 @@ _FIT_CASES = {
 
 def _pair(name, class_name, input_shape, **kwargs):
     """A case whose two layers are `class_name(**kwargs)` from keras_bp and from Keras."""
-    if kwargs.get("data_format") == "channels_first":
-        def keras_make():
-            their_kwargs = {**kwargs, "data_format": "channels_last"}
-            return KerasReference(getattr(keras.layers, class_name)(**their_kwargs), channels_last=True)
-    else:
-        def keras_make():
-            return getattr(keras.layers, class_name)(**kwargs)
-    return LayerCase(
-        id=name,
-        make=lambda: getattr(keras_bp.layers, class_name)(**kwargs),
-        keras_make=keras_make,
-        input_shape=input_shape,
-        fit=name in _FIT_CASES,
-    )
+    via_last = kwargs.get("data_format") == "channels_first"
+    return paired_case(name, class_name, input_shape, name in _FIT_CASES, via_last=via_last, **kwargs)
 
 
 def _cases():

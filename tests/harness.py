@@ -87,6 +87,30 @@ class KerasReference:
         return getattr(self.layer, name)
 
 
+def paired_case(name, class_name, input_shape, fit, call_kwargs=None, via_last=False, reference_jit=False, **kwargs):
+    """A case whose two layers are `class_name(**kwargs)` from keras_bp and from Keras.
+
+    via_last: Keras's layer is the channels_last twin of our channels_first
+    one (see `KerasReference`); reference_jit: Keras's layer runs under XLA.
+    """
+    their_kwargs = {**kwargs, "data_format": "channels_last"} if via_last else kwargs
+    if via_last or reference_jit:
+        def keras_make():
+            return KerasReference(getattr(keras.layers, class_name)(**their_kwargs),
+                                  channels_last=via_last, jit=reference_jit)
+    else:
+        def keras_make():
+            return getattr(keras.layers, class_name)(**kwargs)
+    return LayerCase(
+        id=name,
+        make=lambda: getattr(keras_bp.layers, class_name)(**kwargs),
+        keras_make=keras_make,
+        input_shape=input_shape,
+        call_kwargs=call_kwargs or {},
+        fit=fit,
+    )
+
+
 def all_cases():
     """Every `CASES` entry of every tests/cases_*.py module."""
     cases = []

@@ -114,6 +114,50 @@ def _spatial_axes(rank, data_format):
 # --- layers -----------------------------------------------------------------------------
 
 
+# --- the six layers ----------------------------------------------------------------
+
+# Per rank: what is padded or cropped, the input shape, the output shape.
+_AXES = {
+    1: ("the steps axis", "`(batch_size, steps, features)`", "(batch_size, {what}_steps, features)"),
+    2: ("height and width", "`(batch_size, height, width, channels)` (channels_last)",
+        "(batch_size, {what}_height, {what}_width, channels)"),
+    3: ("three spatial axes", "`(batch_size, dim1, dim2, dim3, channels)` (channels_last)",
+        "(batch_size, {what}_dim1, {what}_dim2, {what}_dim3, channels)"),
+}
+_AMOUNTS = {
+    1: "Int, or tuple of 2 ints: entries {how} at the start and the end of the steps axis.",
+    2: "Int, tuple of 2 ints (symmetric height and width), or tuple of 2 tuples of 2 ints\n"
+       "            `((top, bottom), (left, right))`.",
+    3: "Int, tuple of 3 ints, or tuple of 3 tuples of 2 ints `((before, after),) * 3`.",
+}
+_DATA_FORMAT = """
+        data_format: `"channels_last"` or `"channels_first"`; None means
+            `keras.config.image_data_format()`."""
+
+
+def _doc(kind, rank):
+    """The docstring of ZeroPadding{rank}D or Cropping{rank}D (Cropping1D has no data_format, as Keras's)."""
+    padding = kind == "ZeroPadding"
+    axes, input_shape, output_shape = _AXES[rank]
+    verb, argument, what = ("Pads", "padding", "padded") if padding else ("Crops", "cropping", "cropped")
+    data_format = _DATA_FORMAT if padding or rank > 1 else ""
+    amounts = _AMOUNTS[rank].format(how="added (zeros)" if padding else "removed")
+    return f"""{verb} {axes}{" with zeros" if padding else ""} (drop-in for `keras.layers.{kind}{rank}D`).
+
+    Forward and backward: `_{"pad" if padding else "crop"}_op`, whose backward is
+    `_{"crop" if padding else "pad"}` (see the module docstring).
+
+    Args:
+        {argument}: {amounts}{data_format}
+
+    Input shape:
+        {input_shape}.
+
+    Output shape:
+        `{output_shape.format(what=what)}`.
+    """
+
+
 class _ZeroPadding(keras.layers.Layer):
     _rank = 2
 
@@ -145,21 +189,7 @@ class _ZeroPadding(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="keras_bp")
 class ZeroPadding1D(_ZeroPadding):
-    """Pads the steps axis with zeros (drop-in for `keras.layers.ZeroPadding1D`).
-
-    Args:
-        padding: Int, or tuple of 2 ints: zeros added at the start and the
-            end of the steps axis.
-        data_format: `"channels_last"` (steps on axis 1) or
-            `"channels_first"` (steps on axis 2); None means
-            `keras.config.image_data_format()`.
-
-    Input shape:
-        `(batch_size, steps, features)` (channels_last).
-
-    Output shape:
-        `(batch_size, padded_steps, features)`.
-    """
+    __doc__ = _doc("ZeroPadding", 1)
 
     _rank = 1
 
@@ -169,20 +199,7 @@ class ZeroPadding1D(_ZeroPadding):
 
 @keras.saving.register_keras_serializable(package="keras_bp")
 class ZeroPadding2D(_ZeroPadding):
-    """Pads height and width with zeros (drop-in for `keras.layers.ZeroPadding2D`).
-
-    Args:
-        padding: Int, tuple of 2 ints (symmetric height and width padding),
-            or tuple of 2 tuples of 2 ints `((top, bottom), (left, right))`.
-        data_format: `"channels_last"` or `"channels_first"`; None means
-            `keras.config.image_data_format()`.
-
-    Input shape:
-        `(batch_size, height, width, channels)` (channels_last).
-
-    Output shape:
-        `(batch_size, padded_height, padded_width, channels)`.
-    """
+    __doc__ = _doc("ZeroPadding", 2)
 
     _rank = 2
 
@@ -192,20 +209,7 @@ class ZeroPadding2D(_ZeroPadding):
 
 @keras.saving.register_keras_serializable(package="keras_bp")
 class ZeroPadding3D(_ZeroPadding):
-    """Pads three spatial axes with zeros (drop-in for `keras.layers.ZeroPadding3D`).
-
-    Args:
-        padding: Int, tuple of 3 ints, or tuple of 3 tuples of 2 ints
-            `((before, after),) * 3`.
-        data_format: `"channels_last"` or `"channels_first"`; None means
-            `keras.config.image_data_format()`.
-
-    Input shape:
-        `(batch_size, dim1, dim2, dim3, channels)` (channels_last).
-
-    Output shape:
-        `(batch_size, padded_dim1, padded_dim2, padded_dim3, channels)`.
-    """
+    __doc__ = _doc("ZeroPadding", 3)
 
     _rank = 3
 
@@ -270,18 +274,7 @@ class _Cropping(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="keras_bp")
 class Cropping1D(_Cropping):
-    """Crops the steps axis (drop-in for `keras.layers.Cropping1D`).
-
-    Args:
-        cropping: Int, or tuple of 2 ints: entries removed at the start and
-            the end of the steps axis.
-
-    Input shape:
-        `(batch_size, steps, features)`.
-
-    Output shape:
-        `(batch_size, cropped_steps, features)`.
-    """
+    __doc__ = _doc("Cropping", 1)
 
     _rank = 1
 
@@ -291,20 +284,7 @@ class Cropping1D(_Cropping):
 
 @keras.saving.register_keras_serializable(package="keras_bp")
 class Cropping2D(_Cropping):
-    """Crops height and width (drop-in for `keras.layers.Cropping2D`).
-
-    Args:
-        cropping: Int, tuple of 2 ints (symmetric height and width crops),
-            or tuple of 2 tuples of 2 ints `((top, bottom), (left, right))`.
-        data_format: `"channels_last"` or `"channels_first"`; None means
-            `keras.config.image_data_format()`.
-
-    Input shape:
-        `(batch_size, height, width, channels)` (channels_last).
-
-    Output shape:
-        `(batch_size, cropped_height, cropped_width, channels)`.
-    """
+    __doc__ = _doc("Cropping", 2)
 
     _rank = 2
 
@@ -314,20 +294,7 @@ class Cropping2D(_Cropping):
 
 @keras.saving.register_keras_serializable(package="keras_bp")
 class Cropping3D(_Cropping):
-    """Crops three spatial axes (drop-in for `keras.layers.Cropping3D`).
-
-    Args:
-        cropping: Int, tuple of 3 ints, or tuple of 3 tuples of 2 ints
-            `((before, after),) * 3`.
-        data_format: `"channels_last"` or `"channels_first"`; None means
-            `keras.config.image_data_format()`.
-
-    Input shape:
-        `(batch_size, dim1, dim2, dim3, channels)` (channels_last).
-
-    Output shape:
-        `(batch_size, cropped_dim1, cropped_dim2, cropped_dim3, channels)`.
-    """
+    __doc__ = _doc("Cropping", 3)
 
     _rank = 3
 
