@@ -15,6 +15,10 @@ Usage:
     python tools/keras_tests.py --only Dense,SGD # suites whose classes include these
     python tools/keras_tests.py --failures       # also name each failing test and its first error line
 
+Keras's rescaling_test.py imports `grain` at its top (`pip install grain`,
+not a keras_bp dependency); without it that module cannot be collected, for
+Keras's own class as for ours.
+
 A failure is counted as "needs quantization" when the test's name or its
 error names quantization (int8, int4, float8, GPTQ, AWQ), and as "private
 attribute" when its error reads a private attribute of Keras's class
