@@ -132,18 +132,36 @@ class _SpatialDropout(Dropout):
         return {"rate": self.rate, "seed": self.seed, "name": self.name, "dtype": self.dtype}
 
 
-@keras.saving.register_keras_serializable(package="keras_bp")
-class SpatialDropout1D(_SpatialDropout):
-    """Spatial 1D dropout: drops whole channels of (batch, steps, channels) (drop-in for `keras.layers.SpatialDropout1D`).
+# Per rank: what is dropped whole, the input layout(s).
+_SPATIAL = {
+    1: ("whole channels of (batch, steps, channels)", None),
+    2: ("whole feature maps", ("(batch, rows, cols, channels)", "(batch, channels, rows, cols)")),
+    3: ("whole 3D feature maps", ("(batch, dim1, dim2, dim3, channels)", "(batch, channels, dim1, dim2, dim3)")),
+}
+
+
+def _spatial_doc(rank):
+    """The docstring of SpatialDropout{rank}D (SpatialDropout1D has no data_format, as Keras's)."""
+    what, layouts = _SPATIAL[rank]
+    data_format = "" if layouts is None else f"""
+        data_format: "channels_last" {layouts[0]} or
+            "channels_first" {layouts[1]}; defaults to
+            `keras.config.image_data_format()`."""
+    return f"""Spatial {rank}D dropout: drops {what} (drop-in for `keras.layers.SpatialDropout{rank}D`).
 
     Args:
-        rate: Float in [0, 1], the fraction of the channels to drop.
+        rate: Float in [0, 1], the fraction of the channels to drop.{data_format}
         seed: Integer seed for the random generator.
 
     Call arguments:
-        inputs: A 3D tensor.
+        inputs: A {rank + 2}D tensor.
         training: Whether the layer should behave in training mode.
     """
+
+
+@keras.saving.register_keras_serializable(package="keras_bp")
+class SpatialDropout1D(_SpatialDropout):
+    __doc__ = _spatial_doc(1)
 
     rank = 3
 
@@ -159,37 +177,13 @@ class _SpatialDropoutWithFormat(_SpatialDropout):
 
 @keras.saving.register_keras_serializable(package="keras_bp")
 class SpatialDropout2D(_SpatialDropoutWithFormat):
-    """Spatial 2D dropout: drops whole feature maps (drop-in for `keras.layers.SpatialDropout2D`).
-
-    Args:
-        rate: Float in [0, 1], the fraction of the channels to drop.
-        data_format: "channels_last" (batch, rows, cols, channels) or
-            "channels_first" (batch, channels, rows, cols); defaults to
-            `keras.config.image_data_format()`.
-        seed: Integer seed for the random generator.
-
-    Call arguments:
-        inputs: A 4D tensor.
-        training: Whether the layer should behave in training mode.
-    """
+    __doc__ = _spatial_doc(2)
 
     rank = 4
 
 
 @keras.saving.register_keras_serializable(package="keras_bp")
 class SpatialDropout3D(_SpatialDropoutWithFormat):
-    """Spatial 3D dropout: drops whole 3D feature maps (drop-in for `keras.layers.SpatialDropout3D`).
-
-    Args:
-        rate: Float in [0, 1], the fraction of the channels to drop.
-        data_format: "channels_last" (batch, dim1, dim2, dim3, channels) or
-            "channels_first" (batch, channels, dim1, dim2, dim3); defaults to
-            `keras.config.image_data_format()`.
-        seed: Integer seed for the random generator.
-
-    Call arguments:
-        inputs: A 5D tensor.
-        training: Whether the layer should behave in training mode.
-    """
+    __doc__ = _spatial_doc(3)
 
     rank = 5

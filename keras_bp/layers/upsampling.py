@@ -183,14 +183,18 @@ class UpSampling1D(_UpSampling):
         return {**super().get_config(), "size": self.size}
 
 
+# The data_format argument of UpSampling2D and UpSampling3D, as their docstrings give it.
+_DATA_FORMAT_ARG = """data_format: `"channels_last"` or `"channels_first"`; None means
+            `keras.config.image_data_format()`."""
+
+
 @keras.saving.register_keras_serializable(package="keras_bp")
 class UpSampling2D(_UpSampling):
-    """Upsamples height and width (drop-in for `keras.layers.UpSampling2D`).
+    __doc__ = """Upsamples height and width (drop-in for `keras.layers.UpSampling2D`).
 
     Args:
         size: Int, or tuple of 2 integers: the factors for rows and columns.
-        data_format: `"channels_last"` or `"channels_first"`; None means
-            `keras.config.image_data_format()`.
+        {data_format}
         interpolation: `"nearest"` (repeat rows and columns), `"bilinear"`,
             `"bicubic"`, `"lanczos3"`, `"lanczos5"` or `"area"` (as
             `tf.image.resize`, which Keras calls).
@@ -200,7 +204,7 @@ class UpSampling2D(_UpSampling):
 
     Output shape:
         `(batch_size, upsampled_rows, upsampled_cols, channels)`.
-    """
+    """.format(data_format=_DATA_FORMAT_ARG)
 
     def __init__(self, size=(2, 2), data_format=None, interpolation="nearest", **kwargs):
         super().__init__(**kwargs)
@@ -231,19 +235,18 @@ class UpSampling2D(_UpSampling):
 
 @keras.saving.register_keras_serializable(package="keras_bp")
 class UpSampling3D(_UpSampling):
-    """Repeats entries along three spatial axes (drop-in for `keras.layers.UpSampling3D`).
+    __doc__ = """Repeats entries along three spatial axes (drop-in for `keras.layers.UpSampling3D`).
 
     Args:
         size: Int, or tuple of 3 integers: the factor of each spatial axis.
-        data_format: `"channels_last"` or `"channels_first"`; None means
-            `keras.config.image_data_format()`.
+        {data_format}
 
     Input shape:
         `(batch_size, dim1, dim2, dim3, channels)` (channels_last).
 
     Output shape:
         `(batch_size, upsampled_dim1, upsampled_dim2, upsampled_dim3, channels)`.
-    """
+    """.format(data_format=_DATA_FORMAT_ARG)
 
     def __init__(self, size=(2, 2, 2), data_format=None, **kwargs):
         super().__init__(**kwargs)
