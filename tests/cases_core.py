@@ -6,7 +6,6 @@ are in tests/cases_conv.py).
 """
 
 import keras
-import numpy as np
 
 from keras_bp import activations, layers
 from tests.harness import LayerCase

@@ -1,6 +1,5 @@
 """KernelLayer: the base of the layers computing y = activation(op(x, kernel, bias)), LoRA adapters optional."""
 
-import keras
 import tensorflow as tf
 
 from keras_bp import activations

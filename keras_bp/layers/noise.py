@@ -36,10 +36,17 @@ def _checked(name, value):
 
 
 class _NoiseLayer(keras.layers.Layer):
-    def __init__(self, seed=None, **kwargs):
+    """What both noise layers share: their one scale argument (checked as Keras does), the seed, the generator."""
+
+    def __init__(self, name_of_scale, scale, seed=None, **kwargs):
+        _checked(name_of_scale, scale)
         super().__init__(**kwargs)
+        setattr(self, name_of_scale, scale)
         self.seed = seed
         self.supports_masking = True
+        if scale > 0:
+            self.seed_generator = keras.random.SeedGenerator(seed)
+        build_at_init(self)
 
     def _normal(self, inputs, mean, stddev):
         # Drawn as Keras draws it: same generator, same op, the compute dtype.
@@ -67,12 +74,7 @@ class GaussianNoise(_NoiseLayer):
     """
 
     def __init__(self, stddev, seed=None, **kwargs):
-        _checked("stddev", stddev)
-        super().__init__(seed=seed, **kwargs)
-        self.stddev = stddev
-        if stddev > 0:
-            self.seed_generator = keras.random.SeedGenerator(seed)
-        build_at_init(self)
+        super().__init__("stddev", stddev, seed=seed, **kwargs)
 
     def call(self, inputs, training=False):
         if not training or self.stddev == 0:
@@ -100,12 +102,7 @@ class GaussianDropout(_NoiseLayer):
     """
 
     def __init__(self, rate, seed=None, **kwargs):
-        _checked("rate", rate)
-        super().__init__(seed=seed, **kwargs)
-        self.rate = rate
-        if rate > 0:
-            self.seed_generator = keras.random.SeedGenerator(seed)
-        build_at_init(self)
+        super().__init__("rate", rate, seed=seed, **kwargs)
 
     def call(self, inputs, training=False):
         if not training or self.rate == 0:
