@@ -66,3 +66,68 @@ def machine():
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}, TensorFlow {tf.__version__}, Keras {keras.__version__}"
     )
+
+
+# --- one layer's forward and backward --------------------------------------------
+
+
+def layer_gradient_step(layer, inputs, jit=False, input_gradient=True):
+    """A compiled call: the layer's output on fixed `inputs` and the gradients of sum(y^2).
+
+    The gradients are with respect to the layer's trainable weights and, when
+    `input_gradient`, its float inputs too: one forward and one full backward.
+    `inputs` is a tensor or a list of tensors (passed as the layer's one
+    argument, as Keras's merge and attention layers take them).
+    """
+    import tensorflow as tf
+
+    flat = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+    layer(inputs if isinstance(inputs, (list, tuple)) else flat[0])  # builds it
+    watched = [x for x in flat if x.dtype.is_floating] if input_gradient else []
+
+    @tf.function(jit_compile=jit)
+    def step(*xs):
+        with tf.GradientTape() as tape:
+            for x in xs:
+                if x.dtype.is_floating and input_gradient:
+                    tape.watch(x)
+            y = layer(list(xs) if isinstance(inputs, (list, tuple)) else xs[0], training=True)
+            loss = tf.reduce_sum(tf.cast(y, tf.float32) ** 2)
+        return tape.gradient(loss, [x for x in xs if x.dtype.is_floating and input_gradient] + layer.trainable_weights)
+
+    assert len(watched) + len(layer.trainable_weights) > 0
+    return lambda: step(*flat)
+
+
+def seconds_per_call(step, calls):
+    """(wall, CPU) seconds per call of `step`, over `calls` calls; CPU time counts every thread."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    for _ in range(calls):
+        out = step()
+    [getattr(t, "values", t).numpy() for t in out]  # wait for the last call (an embedding's gradient is sparse)
+    return (time.perf_counter() - wall) / calls, (time.process_time() - cpu) / calls
+
+
+def alternating_pair_ratios(first, second, rounds, calls, warmup=2):
+    """Median over rounds of first's time over second's, in wall and CPU time, and each side's median wall time.
+
+    Each round times both sides once, the order flipping every round; the
+    ratio of a round's pair is taken before the median, so a slow stretch of
+    the machine hits both sides of a pair alike.
+    """
+    for _ in range(warmup):
+        first(), second()
+    wall_ratios, cpu_ratios, walls = [], [], {"first": [], "second": []}
+    for r in range(rounds):
+        order = (("first", first), ("second", second)) if r % 2 == 0 else (("second", second), ("first", first))
+        got = {name: seconds_per_call(step, calls) for name, step in order}
+        wall_ratios.append(got["first"][0] / got["second"][0])
+        cpu_ratios.append(got["first"][1] / got["second"][1])
+        for name in walls:
+            walls[name].append(got[name][0])
+    return {
+        "wall_ratio": statistics.median(wall_ratios),
+        "cpu_ratio": statistics.median(cpu_ratios),
+        "first_s": statistics.median(walls["first"]),
+        "second_s": statistics.median(walls["second"]),
+    }

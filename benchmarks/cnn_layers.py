@@ -17,11 +17,10 @@ import argparse
 import os
 import statistics
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import _common  # noqa: E402,F401  (sets KERAS_BACKEND and quiets TensorFlow)
+from _common import layer_gradient_step, seconds_per_call  # noqa: E402
 
 # (name, layer from a module of layers, input shape)
 LAYERS = (
@@ -34,30 +33,6 @@ LAYERS = (
     ("Dropout(0.5)", lambda L: L.Dropout(0.5), (128, 128)),
     ("Dense(10, softmax)", lambda L: L.Dense(10, activation="softmax"), (128, 128)),
 )
-
-
-def _step(layer, x, jit, input_gradient):
-    import tensorflow as tf
-
-    layer.build(x.shape)
-
-    @tf.function(jit_compile=jit)
-    def step(x):
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            y = layer(x, training=True)
-            loss = tf.reduce_sum(y * y)
-        return tape.gradient(loss, ([x] if input_gradient else []) + layer.trainable_weights)
-
-    return lambda: step(x)
-
-
-def _seconds_per_call(step, calls):
-    start = time.perf_counter()
-    for _ in range(calls):
-        out = step()
-    [t.numpy() for t in out]  # wait for the last call
-    return (time.perf_counter() - start) / calls
 
 
 def main(jit=False, rounds=9, calls=20):
@@ -73,14 +48,14 @@ def main(jit=False, rounds=9, calls=20):
         layers = {"keras_bp": make(keras_bp.layers), "keras": make(keras.layers)}
         steps = {}
         for source, layer in layers.items():
-            steps[source] = _step(layer, x, jit, input_gradient=i > 0)
+            steps[source] = layer_gradient_step(layer, x, jit, input_gradient=i > 0)
         layers["keras_bp"].set_weights(layers["keras"].get_weights())
         for step in steps.values():
             step()  # trace
         times = {source: [] for source in steps}
         for r in range(rounds):
             for source in steps if r % 2 == 0 else list(steps)[::-1]:
-                times[source].append(_seconds_per_call(steps[source], calls))
+                times[source].append(seconds_per_call(steps[source], calls)[0])
         bp, k = statistics.median(times["keras_bp"]), statistics.median(times["keras"])
         rows.append((name, shape, bp, k))
     return rows

@@ -13,7 +13,8 @@ C / G; x is viewed as x_g with a group axis before the channel axis,
 
 and y is y_g in x's shape. The backward is layer normalization's with S the
 group's elements (`normalize_backward`, derived in
-keras_bp/layers/normalization.py); with g = dy gamma = dL/dxhat:
+keras_bp/layers/normalization.py, computed from its sums by `dx_from_sums`);
+with g = dy gamma = dL/dxhat:
 
     dx     = (s / N) (N g - sum_S(g) - xhat sum_S(g xhat))   (input's shape)
     dgamma = sum over the batch and the spatial axes of dy xhat   (C,)
@@ -31,7 +32,7 @@ import tensorflow as tf
 from keras_bp._validation import invalid
 from keras_bp.core import manual_gradient
 from keras_bp.layers._weight_options import add_weight_with_options, set_weight_options, weight_options_config
-from keras_bp.layers.normalization import moments, normalize_backward, normalize_forward
+from keras_bp.layers.normalization import dx_from_sums, moments, normalize_forward
 
 
 class GroupNormSaved(NamedTuple):
@@ -78,12 +79,24 @@ def group_norm_op(axis, groups, epsilon):
         rank = saved.xg.shape.rank - 1
         a, reduction = layout(rank)
         dyg = grouped(dy, a)
-        dxg = normalize_backward(dyg, saved.xg, saved.mean, saved.s, saved.gamma, reduction)
+        centered = saved.xg - saved.mean
+        # gamma is constant over the spatial axes (S less the C/G axis a + 1):
+        # sum there first, then every other sum is over small tensors.
+        spatial = [i for i in reduction if i != a + 1]
+        sum_dy = tf.reduce_sum(dyg, spatial, keepdims=True)  # (batch, 1.., G, C/G)
+        sum_dy_centered = tf.reduce_sum(dyg * centered, spatial, keepdims=True)
+        gamma = 1.0 if saved.gamma is None else saved.gamma
+        dxg = dx_from_sums(
+            dyg * (gamma * saved.s), centered, saved.s,
+            tf.reduce_sum(gamma * sum_dy, [a + 1], keepdims=True),  # sum over S of g = dy gamma
+            tf.reduce_sum(gamma * sum_dy_centered, [a + 1], keepdims=True),  # sum over S of g (x - mu)
+            reduction,
+        )
         # gamma and beta: summed over every axis of x_g but (G, C/G), then (C,).
         other = [i for i in range(rank + 1) if i not in (a, a + 1)]
         dgamma = None if saved.gamma is None else tf.reshape(
-            tf.reduce_sum(dyg * (saved.xg - saved.mean) * saved.s, other), [-1])
-        dbeta = tf.reshape(tf.reduce_sum(dyg, other), [-1]) if saved.has_beta else None
+            tf.reduce_sum(saved.s * sum_dy_centered, other), [-1])  # sum of dy xhat
+        dbeta = tf.reshape(tf.reduce_sum(sum_dy, other), [-1]) if saved.has_beta else None
         return tf.reshape(dxg, tf.shape(dy)), dgamma, dbeta
 
     return manual_gradient(forward, backward, name="group_normalization")

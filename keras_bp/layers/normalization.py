@@ -75,19 +75,32 @@ def normalize_backward(dy, x, mean, s, gamma, axes, d_mean=None, d_variance=None
     """
     g = dy if gamma is None else dy * gamma
     centered = x - mean
-    d_var = -0.5 * s * s * s * tf.reduce_sum(g * centered, axis=axes, keepdims=True)
-    d_mu = -s * tf.reduce_sum(g, axis=axes, keepdims=True)
+    sum_g = tf.reduce_sum(g, axis=axes, keepdims=True)
+    sum_g_centered = tf.reduce_sum(g * centered, axis=axes, keepdims=True)
+    return dx_from_sums(g * s, centered, s, sum_g, sum_g_centered, axes, d_mean, d_variance, weights)
+
+
+def dx_from_sums(g_s, centered, s, sum_g, sum_g_centered, axes, d_mean=None, d_variance=None, weights=None):
+    """`normalize_backward`'s dx from its two sums over S, sum(g) and sum(g (x - mu)).
+
+    g_s = g s is the input's shape; the sums, s and the upstream statistics
+    have S axes of length 1, so every coefficient below is computed on those
+    small tensors and the input-sized work is three multiply-adds:
+
+        dx = g s + (x - mu) (2 dL/dvar / N) + dL/dmu / N
+    """
+    d_var = -0.5 * s * s * s * sum_g_centered
+    d_mu = -s * sum_g
     if d_variance is not None:
         d_var += d_variance
     if d_mean is not None:
         d_mu += d_mean
     if weights is None:
-        per_element = 1 / _count(x, axes)
-    else:
-        m, total = weights
-        d_mu += d_var * -2 * tf.reduce_sum(m * centered, axis=axes, keepdims=True) / total
-        per_element = m / total
-    return g * s + (2 * d_var * centered + d_mu) * per_element
+        n = _count(centered, axes)
+        return g_s + centered * (2 * d_var / n) + d_mu / n
+    m, total = weights
+    d_mu += d_var * -2 * tf.reduce_sum(m * centered, axis=axes, keepdims=True) / total
+    return g_s + (2 * d_var * centered + d_mu) * (m / total)
 
 
 def moments(x, axes):
@@ -280,20 +293,34 @@ def _train_forward(x, gamma, beta, mask, axes, epsilon, correction):
 
 
 def _train_backward(saved, dy, d_mean, d_variance, axes):
-    """(dx, dgamma, dbeta, dmask = None) of `_train_forward` (see the two ops' docstrings)."""
+    """(dx, dgamma, dbeta, dmask = None) of `_train_forward` (see the two ops' docstrings).
+
+    What multiplies xhat (gamma, or renorm's gamma r) is constant over S, so
+    `normalize_backward`'s sums come out of two sums of dy, which dgamma and
+    dbeta reuse:
+
+        sum(g) = gamma sum(dy),   sum(g (x - mu)) = gamma sum(dy (x - mu))
+        dgamma = sum(dy xhat) = s sum(dy (x - mu))       (renorm: r s sum(dy (x - mu)) + d sum(dy))
+        dbeta  = sum(dy)
+    """
     x, mean, s = saved.x, saved.mean, saved.s
     stat_shape = tf.shape(mean)
-    dx = normalize_backward(
-        dy, x, mean, s, saved.scale, axes,
+    centered = x - mean
+    sum_dy = tf.reduce_sum(dy, axes, keepdims=True)
+    sum_dy_centered = tf.reduce_sum(dy * centered, axes, keepdims=True)
+    scale = 1.0 if saved.scale is None else saved.scale
+    dx = dx_from_sums(
+        dy * (scale * s), centered, s, scale * sum_dy, scale * sum_dy_centered, axes,
         d_mean=tf.reshape(d_mean, stat_shape), d_variance=tf.reshape(d_variance, stat_shape),
         weights=saved.weights,
     )
     # What gamma multiplies: xhat, or renorm's xhat r + d.
-    xhat = (x - mean) * s
+    dgamma_keepdims = s * sum_dy_centered
     if saved.correction is not None:
         r, d = saved.correction
-        xhat = xhat * r + d
-    dgamma, dbeta = _param_grads(dy, xhat, axes, saved.has_gamma, saved.has_beta)
+        dgamma_keepdims = r * dgamma_keepdims + d * sum_dy
+    dgamma = tf.reshape(dgamma_keepdims, [-1]) if saved.has_gamma else None
+    dbeta = tf.reshape(sum_dy, [-1]) if saved.has_beta else None
     return dx, dgamma, dbeta, None
 
 
