@@ -104,7 +104,10 @@ def seconds_per_call(step, calls):
     wall, cpu = time.perf_counter(), time.process_time()
     for _ in range(calls):
         out = step()
-    [getattr(t, "values", t).numpy() for t in out]  # wait for the last call (an embedding's gradient is sparse)
+    for t in out if isinstance(out, (list, tuple)) else [out]:
+        t = getattr(t, "values", t)  # an embedding's gradient is sparse
+        if hasattr(t, "numpy"):
+            t.numpy()  # wait for the last call
     return (time.perf_counter() - wall) / calls, (time.process_time() - cpu) / calls
 
 

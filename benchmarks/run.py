@@ -7,7 +7,8 @@ Models (MLP, CNN, SimpleRNN, LSTM, GRU): training-step time of the network
 built from keras_bp layers over the same network from Keras's layers, median
 of rounds alternating in one process (jit_compile=False); peak memory of
 each, measured in fresh subprocesses (see each benchmark's docstring for
-what exactly it counts). Optimizers: `apply` time on ~10M parameters. Audit:
+what exactly it counts). Layers: every keras_bp layer with weights alone,
+forward plus backward, median of alternating pairs (benchmarks/layers.py). Optimizers: `apply` time on ~10M parameters. Audit:
 `fit` time of the MNIST MLP with GradientAudit(every=100) over without it.
 Ratios below 1 mean keras_bp is faster.
 """
@@ -56,12 +57,20 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     import audit_overhead
+    import layers
     import optimizers
 
     print(f"machine: {machine()}")
     print(f"{'case':<34} {'time ratio':>10}  memory (keras_bp / Keras)")
     for label, ratio, memory in model_rows(args.quick):
         print(f"{label:<34} {ratio:>10.3f}  {memory}")
+    rounds, calls = (3, 3) if args.quick else (7, 10)
+    for row in layers.rows(rounds=rounds, calls=calls):
+        label = "layer " + row["label"]
+        if row.get("missing"):
+            print(f"{label:<34} {'-':>10}  (not in keras_bp)")
+            continue
+        print(f"{label:<34} {row['wall_ratio']:>10.3f}  (CPU-time ratio {row['cpu_ratio']:.3f}; forward + backward alone)")
     for label, _, _, ratio, cpu_ratio, _ in optimizers.main(quick=args.quick):
         print(f"{'optimizer ' + label:<34} {ratio:>10.3f}  (CPU-time ratio {cpu_ratio:.3f})")
     audit = audit_overhead.main(quick=True, examples=5_000, pairs=2) if args.quick else audit_overhead.main()

@@ -83,6 +83,7 @@ SUITES = [
     ("layers/reshaping/permute_test.py", ["Permute"], None),
     ("layers/reshaping/repeat_vector_test.py", ["RepeatVector"], None),
     ("layers/preprocessing/rescaling_test.py", ["Rescaling"], None),
+    ("layers/preprocessing/normalization_test.py", ["Normalization"], None),
     ("layers/rnn/simple_rnn_test.py", ["SimpleRNN"], None),
     ("layers/rnn/lstm_test.py", ["LSTM"], None),
     ("layers/rnn/gru_test.py", ["GRU"], None),

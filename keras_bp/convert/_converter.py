@@ -153,6 +153,10 @@ class _Converter:
             return self._leaf(layer, config)
         if _wrapped(layer):
             return self._wrapper(layer, config)
+        if not isinstance(layer, keras.layers.Layer):
+            # `a + b` or `keras.ops.add(a, b)` on symbolic tensors puts an operation in the graph.
+            self._keep(layer, "a keras.ops operation in the graph, not a layer (no weights; autodiff's gradient)")
+            return self._clone(layer, config)
         if _is_keras_class(layer) or _is_ours(layer):
             self._keep(layer, "already a keras_bp layer" if _is_ours(layer) else "no keras_bp counterpart")
             return self._clone(layer, config)

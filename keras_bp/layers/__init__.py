@@ -21,6 +21,7 @@ from keras_bp.layers.pooling import (
     MaxPooling1D,
     MaxPooling2D,
 )
+from keras_bp.layers.preprocessing_normalization import Normalization
 from keras_bp.layers.recurrent import GRU, LSTM, SimpleRNN
 from keras_bp.layers.repeat_vector import RepeatVector
 from keras_bp.layers.rescaling import Rescaling
@@ -65,6 +66,7 @@ __all__ = [
     "Maximum",
     "Minimum",
     "Multiply",
+    "Normalization",
     "PReLU",
     "Permute",
     "ReLU",
