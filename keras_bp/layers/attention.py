@@ -315,7 +315,7 @@ class Attention(keras.layers.Layer):
         self._validate_inputs(inputs=inputs, mask=mask)
         if mask is None or mask[0] is None:
             return None
-        return tf.convert_to_tensor(mask[0])
+        return keras.ops.convert_to_tensor(mask[0])
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[0][:-1], input_shape[1][-1])
