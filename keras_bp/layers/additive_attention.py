@@ -11,7 +11,7 @@ tanh nor the one outside the sum:
 
 import keras
 
-from keras_bp.layers.attention import TANH, Attention, _tensor
+from keras_bp.layers.attention import TANH, Attention, weight_tensor
 
 
 @keras.saving.register_keras_serializable(package="keras_bp")
@@ -40,7 +40,7 @@ class AdditiveAttention(Attention):
             )
 
     def _score(self):
-        return TANH, (None, _tensor(self.scale), None)
+        return TANH, (None, weight_tensor(self.scale), None)
 
     def get_config(self):
         config = super().get_config()

@@ -8,7 +8,7 @@ Forward, as Keras's `Attention` and `AdditiveAttention` compute it:
     S = score(q, k)                          (..., Tq, Tv)
     S' = S - M where the score mask is off   (M = 1e9, 65504 in float16: Keras's "large negative")
     P = softmax(S') along Tv                 (..., Tq, Tv)
-    W = P * s                                s: the scaled dropout keep-mask (0 or 1/(1-rate)), in training
+    W = P * D                                D: the scaled dropout keep-mask (0 or 1/(1-rate)), in training
     O = W v                                  (..., Tq, dv)
     O' = O where the query mask is on, else 0
 
@@ -29,8 +29,9 @@ zero unless the loss uses them) coming in:
     dO = dO' where the query mask is on, else 0       (..., Tq, dv)
     dv = W^T dO                                       (..., Tv, dv)
     dW += dO v^T                                      (..., Tq, Tv)
-    dP = dW * s                                       (the same mask as the forward's)
-    dS = P * (dP - rowsum(dP * P))                    softmax's backward (activations._softmax_pair)
+    dP = dW * D                                       (the same mask as the forward's)
+    dS = P * (dP - rowsum(dP * P))                    softmax's backward (activations._softmax_pair),
+                                                      rowsum: the sum over Tv, kept as a column
 
 The mask's shift is a constant: dS' = dS. Where the mask is off P is 0
 (exp underflows), so dS is 0 there and masked keys get no gradient;
@@ -57,6 +58,11 @@ gradients (dk + dv). The forward saves P (and W, the same tensor without
 dropout), the dropout mask, and what the score's backward needs: q and k
 for "dot", U (and R where c is present) for the tanh scores, the (Tq, Tv, d)
 tensor TensorFlow's own tanh gradient keeps.
+
+Names in the code: S `s`, M `large`, P `p`, W `weights`, D `dropout`,
+dO `do`, dW `dweights`, dS `ds`, G_q `g_q`, G_k `g_k`, U `u`, R `r`,
+dR `dr`, dU `du`, dZ `dz`; the query mask `query_mask` (..., Tq, 1) and
+the score mask's complement `padding` (True where a score is shifted).
 """
 
 import functools
@@ -205,7 +211,8 @@ def causal_and_value_mask(tq, tv, v_mask, use_causal_mask):
     return tf.logical_and(tf.expand_dims(tf.cast(v_mask, tf.bool), -2), causal)
 
 
-def _tensor(weight):
+def weight_tensor(weight):
+    """The weight's value as a tensor (None for an absent weight)."""
     # Trap 1: read the weight here (autocast honoured), outside the custom gradient.
     return None if weight is None else tf.convert_to_tensor(weight)
 
@@ -269,8 +276,8 @@ class Attention(keras.layers.Layer):
     def _score(self):
         """The score function and its parameters, as tensors."""
         if self.score_mode == "dot":
-            return DOT, (_tensor(self.scale),)
-        return TANH, (_tensor(self.scale), None, _tensor(self.concat_score_weight))
+            return DOT, (weight_tensor(self.scale),)
+        return TANH, (weight_tensor(self.scale), None, weight_tensor(self.concat_score_weight))
 
     def _calculate_scores(self, query, key):
         """The scores S (batch_size, Tq, Tv) of query against key (Keras's method)."""
