@@ -137,12 +137,15 @@ def _tanh_scores_backward(saved, ds):
     q, k, u, r, a, w, c = saved
     dc = None if c is None else tf.reduce_sum(ds * r)
     dr = ds if c is None else c * ds
-    du = tf.expand_dims(dr, -1)  # (..., Tq, Tv, 1), broadcast over d
     dw = None
     if w is not None:
-        dw = tf.reduce_sum(du * u, axis=list(range(u.shape.rank - 1)))  # every axis but d
-        du = du * w
-    dz = du * (1 - u * u)  # (..., Tq, Tv, d)
+        # sum over ..., i, j of dR U_d, as one (1, n) x (n, d) product: no (..., Tq, Tv, d) temporary.
+        d = tf.shape(u)[-1]
+        dw = tf.matmul(tf.reshape(dr, (1, -1)), tf.reshape(u, (-1, d)))[0]
+        du = tf.expand_dims(dr, -1) * w  # (..., Tq, Tv, d)
+    else:
+        du = tf.broadcast_to(tf.expand_dims(dr, -1), tf.shape(u))
+    dz = tf.raw_ops.TanhGrad(y=u, dy=du)  # dU (1 - U^2), in one fused kernel
     g_q = tf.reduce_sum(dz, axis=-2)  # sum over j: (..., Tq, d)
     g_k = tf.reduce_sum(dz, axis=-3)  # sum over i: (..., Tv, d)
     if a is None:
