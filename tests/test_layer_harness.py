@@ -24,25 +24,41 @@ def _built(make, case):
     return layer
 
 
-def _gradient_check_target(layer, case):
-    """What check_gradients checks: the layer, or for a merge layer (one list in) a function of its inputs.
+class _ListCall(keras.layers.Layer):
+    """A layer that takes one list (a merge, an attention layer), called positionally with the case's arguments.
 
-    check_gradients calls a layer positionally; a merge layer has no weights,
-    so the function calls a twin built from its config in the inputs' dtype
-    (float64 for the finite differences).
+    check_gradients calls a layer positionally and rebuilds it in float64
+    from its config: this one passes its inputs on as a list, with the
+    case's call arguments (masks, `use_causal_mask`, ...), tracks the inner
+    layer's weights and state (a dropout seed, restored before every
+    evaluation), and rebuilds the inner layer in the dtype asked for.
     """
+
+    def __init__(self, layer, call_kwargs, **kwargs):
+        super().__init__(name=f"{layer.name}_list_call", dtype=layer.dtype_policy)
+        self.inner = layer
+        self.call_kwargs = call_kwargs
+        self.built = True  # nothing of its own: the inner layer builds itself when called
+
+    def call(self, *inputs, training=None):
+        options = self.call_kwargs if training is None else {**self.call_kwargs, "training": training}
+        return self.inner(list(inputs), **options)
+
+    def get_config(self):
+        return {"inner": self.inner, "call_kwargs": self.call_kwargs, "dtype": self.dtype_policy.name}
+
+    @classmethod
+    def from_config(cls, config):
+        inner = config["inner"]
+        twin = type(inner).from_config({**inner.get_config(), "dtype": config["dtype"]})
+        return cls(twin, config["call_kwargs"])
+
+
+def _gradient_check_target(layer, case):
+    """What check_gradients checks: the layer, or for a layer that takes one list, `_ListCall` around it."""
     if not case.list_input:
         return layer
-    twins = {layer.compute_dtype: layer}
-
-    def merged(*inputs):
-        dtype = inputs[0].dtype.name
-        if dtype not in twins:
-            twins[dtype] = type(layer).from_config({**layer.get_config(), "dtype": dtype})
-        return twins[dtype](list(inputs))
-
-    merged.__name__ = layer.name
-    return merged
+    return _ListCall(layer, {k: v for k, v in case.call_kwargs.items() if k != "training"})
 
 
 def _random_like(rng, value, name):

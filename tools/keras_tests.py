@@ -84,6 +84,9 @@ SUITES = [
     ("layers/reshaping/repeat_vector_test.py", ["RepeatVector"], None),
     ("layers/preprocessing/rescaling_test.py", ["Rescaling"], None),
     ("layers/preprocessing/normalization_test.py", ["Normalization"], None),
+    # Attention ("dot" and "concat") and AdditiveAttention.
+    ("layers/attention/attention_test.py", ["Attention"], None),
+    ("layers/attention/additive_attention_test.py", ["AdditiveAttention"], None),
     ("layers/rnn/simple_rnn_test.py", ["SimpleRNN"], None),
     ("layers/rnn/lstm_test.py", ["LSTM"], None),
     ("layers/rnn/gru_test.py", ["GRU"], None),

@@ -1,6 +1,8 @@
 """Drop-in replacements for keras.layers with hand-derived backward passes."""
 
 from keras_bp.layers.activation import ELU, Activation, LeakyReLU, PReLU, ReLU, Softmax
+from keras_bp.layers.additive_attention import AdditiveAttention
+from keras_bp.layers.attention import Attention
 from keras_bp.layers.conv import Conv1D, Conv2D
 from keras_bp.layers.dense import Dense
 from keras_bp.layers.depthwise_conv import DepthwiseConv1D, DepthwiseConv2D, SeparableConv1D, SeparableConv2D
@@ -32,6 +34,8 @@ from keras_bp.layers.upsampling import UpSampling1D, UpSampling2D, UpSampling3D
 __all__ = [
     "Activation",
     "Add",
+    "AdditiveAttention",
+    "Attention",
     "Average",
     "AveragePooling1D",
     "AveragePooling2D",
