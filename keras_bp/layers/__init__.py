@@ -4,9 +4,11 @@ from keras_bp.layers.activation import ELU, Activation, LeakyReLU, PReLU, ReLU, 
 from keras_bp.layers.conv import Conv1D, Conv2D
 from keras_bp.layers.dense import Dense
 from keras_bp.layers.depthwise_conv import DepthwiseConv1D, DepthwiseConv2D, SeparableConv1D, SeparableConv2D
+from keras_bp.layers.einsum_dense import EinsumDense
 from keras_bp.layers.dropout import Dropout, SpatialDropout1D, SpatialDropout2D, SpatialDropout3D
 from keras_bp.layers.embedding import Embedding
 from keras_bp.layers.group_normalization import GroupNormalization
+from keras_bp.layers.multi_head_attention import MultiHeadAttention
 from keras_bp.layers.merging import Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract
 from keras_bp.layers.noise import GaussianDropout, GaussianNoise
 from keras_bp.layers.normalization import BatchNormalization, LayerNormalization
@@ -47,6 +49,7 @@ __all__ = [
     "Dot",
     "Dropout",
     "ELU",
+    "EinsumDense",
     "Embedding",
     "Flatten",
     "GRU",
@@ -64,6 +67,7 @@ __all__ = [
     "MaxPooling2D",
     "Maximum",
     "Minimum",
+    "MultiHeadAttention",
     "Multiply",
     "PReLU",
     "Permute",
