@@ -83,6 +83,9 @@ SUITES = [
     ("layers/reshaping/permute_test.py", ["Permute"], None),
     ("layers/reshaping/repeat_vector_test.py", ["RepeatVector"], None),
     ("layers/preprocessing/rescaling_test.py", ["Rescaling"], None),
+    # Issue 18: EinsumDense and MultiHeadAttention.
+    ("layers/core/einsum_dense_test.py", ["EinsumDense"], None),
+    ("layers/attention/multi_head_attention_test.py", ["MultiHeadAttention"], None),
     ("layers/rnn/simple_rnn_test.py", ["SimpleRNN"], None),
     ("layers/rnn/lstm_test.py", ["LSTM"], None),
     ("layers/rnn/gru_test.py", ["GRU"], None),

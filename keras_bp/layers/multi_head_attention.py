@@ -330,11 +330,13 @@ class MultiHeadAttention(keras.layers.Layer):
         return attention_output
 
     def _compute_attention(self, query, key, value, attention_mask=None, training=None,
-                           return_attention_scores=False):
+                           return_attention_scores=False, use_causal_mask=False):
         """The attention op on the projected heads: (output (B, T, N, H), scores (B, N, T, S)).
 
         Keras takes a fused path (no scores zeroed where masked) unless there is
         dropout, scores are returned, or the heads are not 4-D; the op follows it.
+        `use_causal_mask` ANDs the causal mask into `attention_mask` (`call`
+        has already done so in `attention_mask`), as Keras's does.
         """
         if self._flash_attention and return_attention_scores:
             raise ValueError(
@@ -344,6 +346,9 @@ class MultiHeadAttention(keras.layers.Layer):
         fused = not (self._dropout > 0.0 or return_attention_scores or len(query.shape) != 4)
         if fused and self._flash_attention:
             raise ValueError("Flash attention is not supported in tensorflow backend.")
+        if use_causal_mask:
+            causal = self._compute_causal_mask(query, value)
+            attention_mask = causal if attention_mask is None else tf.cast(attention_mask, tf.bool) & causal
         mask = None
         if attention_mask is not None:
             mask = tf.cast(attention_mask, tf.bool)
