@@ -34,7 +34,7 @@ import tensorflow as tf
 
 from keras_bp.activations import _softmax_pair
 from keras_bp.core import manual_gradient
-from keras_bp.layers.einsum_dense import Subscripts, einsum_gradient
+from keras_bp.layers.einsum_dense import Subscripts, einsum_gradient, ordered_einsum
 
 # As Keras's Softmax layer: the score a masked position gets.
 _MASKED_SCORE = -1e9
@@ -64,7 +64,7 @@ def attention_op(dot_equation, combine_equation, norm_axes, scale, zero_masked):
     softmax = _softmax_pair(norm_axes if len(norm_axes) > 1 else norm_axes[0])
 
     def forward(query, key, value, mask, keep):
-        scores = scale * tf.einsum(dot_equation, key, query)
+        scores = scale * ordered_einsum(key, dot.x, query, dot.w, dot.y)
         half = scores.dtype in (tf.float16, tf.bfloat16)
         # NOTE: as Keras's attention, the softmax runs in float32 under mixed precision.
         logits = tf.cast(scores, tf.float32) if half else scores
@@ -75,7 +75,7 @@ def attention_op(dot_equation, combine_equation, norm_axes, scale, zero_masked):
         if mask is not None and zero_masked:
             probs = tf.where(mask, probs, tf.zeros((), probs.dtype))
         dropped = probs if keep is None else probs * keep
-        output = tf.einsum(combine_equation, dropped, value)
+        output = ordered_einsum(dropped, combine.x, value, combine.w, combine.y)
         return (output, probs), AttentionSaved(query, key, value, probs, mask, keep)
 
     def backward(saved, doutput, dprobs_out):
