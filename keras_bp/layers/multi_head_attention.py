@@ -282,9 +282,9 @@ class MultiHeadAttention(keras.layers.Layer):
         # as Keras's Dropout draws it, and applied inside the attention op.
         self._dropout_layer = Dropout(rate=self._dropout, dtype=self.dtype_policy, seed=self.seed)
         self._ops = {
-            zero_masked: attention_op(self._dot_product_equation, self._combine_equation, self._norm_axes,
-                                      self._inverse_sqrt_key_dim, zero_masked)
-            for zero_masked in (False, True)
+            (zero_masked, scores): attention_op(self._dot_product_equation, self._combine_equation,
+                                                self._norm_axes, self._inverse_sqrt_key_dim, zero_masked, scores)
+            for zero_masked in (False, True) for scores in (False, True)
         }
 
     # --- call ------------------------------------------------------------------
@@ -355,13 +355,15 @@ class MultiHeadAttention(keras.layers.Layer):
             expansion_axis = -len(self._attention_axes) * 2 - 1
             for _ in range(len(query.shape) - len(mask.shape)):
                 mask = tf.expand_dims(mask, axis=expansion_axis)
-        op = self._ops[not fused]
+        op = self._ops[not fused, bool(return_attention_scores)]
         shape = self._scores_shape(query, key)
         keep = None
         if training and self._dropout > 0.0:
             keep = keras.random.dropout(tf.ones(shape, query.dtype), self._dropout,
                                         seed=self._dropout_layer.seed_generator)
-        return op(query, key, value, mask, keep)
+        if return_attention_scores:
+            return op(query, key, value, mask, keep)
+        return op(query, key, value, mask, keep), None
 
     def _scores_shape(self, query, key):
         """The scores' shape, (<batch dims>, heads, <query attention dims>, <key attention dims>)."""
