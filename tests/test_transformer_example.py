@@ -27,3 +27,4 @@ def test_every_parameter_is_manual_and_keras_twin_has_the_same_weights():
     ours.set_weights(theirs.get_weights())
     x = np.random.RandomState(0).uniform(size=(2, 28, 28)).astype("float32")
     np.testing.assert_allclose(ours(x), theirs(x), rtol=1e-5, atol=1e-6)
+
