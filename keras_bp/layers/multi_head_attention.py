@@ -38,7 +38,7 @@ _gated = manual_gradient(_gated_forward, _gated_backward, name="attention_gate")
 
 
 def _positive_int_or_error(name, value, expected="a positive integer"):
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+    if not isinstance(value, int) or value <= 0:
         raise ValueError(
             f"Received an invalid value for argument `{name}`, expected {expected}. Received: {name}={value}"
         )
