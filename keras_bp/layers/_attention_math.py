@@ -12,11 +12,11 @@ c = 1 / sqrt(key_dim):
     P' = P * keep                                    dropout    keep = m / (1 - rate), or 1
     O  = einsum(combine, P', V)                      output     (B, T, h, d_v)
 
-Backward, with dO = dL/dO and dP_out = dL/dP from the returned scores:
+Backward, with dO = dL/dO and, when P is an output too (`return_scores`), dP_out = dL/dP:
 
     dV  = einsum(combine's "O,P'->V", dO, P')        P'^T dO       (B, S, h, d_v)
     dP' = einsum(combine's "O,V->P'", dO, V)         dO V^T        (B, h, T, S)
-    dP  = dP' * keep + dP_out                        the same mask as forward
+    dP  = dP' * keep (+ dP_out)                      the same mask as forward
     dS  = P * (dP - sum over keys of dP * P)         softmax's backward (activations._softmax_pair)
           0 where masked                             (S~ does not depend on a masked S)
     dQ  = c einsum(dot's "S,K->Q", dS, K)            dS K / sqrt(d_k)    (B, T, h, d_k)
