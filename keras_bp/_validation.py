@@ -108,7 +108,8 @@ def check_input_rank(layer_name, arg, shape, min_rank=None, rank=None):
 
 
 # What each Keras-only layer option is for, as the error names it.
-_KERAS_ONLY_FEATURES = {"lora_rank": "LoRA", "lora_alpha": "LoRA", "quantization_config": "quantization"}
+_KERAS_ONLY_FEATURES = {"lora_rank": "LoRA", "lora_alpha": "LoRA", "quantization_config": "quantization",
+                        "gptq_unpacked_column_size": "quantization"}
 
 
 def reject_keras_only_options(layer, kwargs, names):

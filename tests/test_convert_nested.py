@@ -118,7 +118,7 @@ class TokenAndPositionEmbedding(keras.layers.Layer):
 
 
 class TransformerBlock(keras.layers.Layer):
-    """keras-io's, small: attention (no counterpart), a feed-forward list, norms and dropouts; rebuilds from config."""
+    """keras-io's, small: attention, a feed-forward list, norms and dropouts; rebuilds from config."""
 
     def __init__(self, embed_dim, num_heads, ff_dim, rate=0.1, **kwargs):
         super().__init__(**kwargs)
@@ -163,15 +163,14 @@ def test_keras_io_text_transformer_is_converted_inside_its_own_layers():
     assert type(block) is TransformerBlock and block is not model.get_layer("block")
     assert all(isinstance(d, layers.Dense) for d in block.ffn)
     assert isinstance(block.layernorm1, layers.LayerNormalization) and isinstance(block.dropout2, layers.Dropout)
-    assert type(block.att) is keras.layers.MultiHeadAttention
+    assert type(block.att) is layers.MultiHeadAttention
     how = dict((name, how) for name, _, how in report.descended)
     assert how["block"] == "rebuilt from its config"
     assert how[embedding.name].startswith("rebuilt from its constructor arguments") and "trainable" in how[embedding.name]
-    assert (f"block/{block.att.name}", "MultiHeadAttention", "no keras_bp counterpart") in report.kept
-    # Everything but the attention's four projections (kernels and biases) is manual.
-    attention = sum(int(np.prod(w.shape)) for w in block.att.trainable_weights)
+    assert (f"block/{block.att.name}", "MultiHeadAttention") in report.swapped
+    # Every parameter, the attention's four projections included, is manual.
     assert report.trainable_parameters == sum(int(np.prod(w.shape)) for w in model.trainable_weights)
-    assert report.manual_parameters == report.trainable_parameters - attention
+    assert report.manual_parameters == report.trainable_parameters
     x = np.random.RandomState(2).randint(0, 20, (3, 6)).astype("int32")
     _assert_same_outputs_and_gradients(model, converted, x)
     _assert_untouched(model, before, converted)

@@ -87,6 +87,9 @@ SUITES = [
     # Attention ("dot" and "concat") and AdditiveAttention.
     ("layers/attention/attention_test.py", ["Attention"], None),
     ("layers/attention/additive_attention_test.py", ["AdditiveAttention"], None),
+    # EinsumDense and MultiHeadAttention.
+    ("layers/core/einsum_dense_test.py", ["EinsumDense"], None),
+    ("layers/attention/multi_head_attention_test.py", ["MultiHeadAttention"], None),
     ("layers/rnn/simple_rnn_test.py", ["SimpleRNN"], None),
     ("layers/rnn/lstm_test.py", ["LSTM"], None),
     ("layers/rnn/gru_test.py", ["GRU"], None),

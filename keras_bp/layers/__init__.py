@@ -6,9 +6,11 @@ from keras_bp.layers.attention import Attention
 from keras_bp.layers.conv import Conv1D, Conv2D
 from keras_bp.layers.dense import Dense
 from keras_bp.layers.depthwise_conv import DepthwiseConv1D, DepthwiseConv2D, SeparableConv1D, SeparableConv2D
+from keras_bp.layers.einsum_dense import EinsumDense
 from keras_bp.layers.dropout import Dropout, SpatialDropout1D, SpatialDropout2D, SpatialDropout3D
 from keras_bp.layers.embedding import Embedding
 from keras_bp.layers.group_normalization import GroupNormalization
+from keras_bp.layers.multi_head_attention import MultiHeadAttention
 from keras_bp.layers.merging import Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract
 from keras_bp.layers.noise import GaussianDropout, GaussianNoise
 from keras_bp.layers.normalization import BatchNormalization, LayerNormalization
@@ -52,6 +54,7 @@ __all__ = [
     "Dot",
     "Dropout",
     "ELU",
+    "EinsumDense",
     "Embedding",
     "Flatten",
     "GRU",
@@ -69,6 +72,7 @@ __all__ = [
     "MaxPooling2D",
     "Maximum",
     "Minimum",
+    "MultiHeadAttention",
     "Multiply",
     "Normalization",
     "PReLU",

@@ -44,14 +44,16 @@ class KernelLayer(LoraLayer, NoQuantization):
         """The kernel the layer applies: W, or W + (lora_alpha / lora_rank) A B with LoRA on (as Keras's)."""
         return self._lora_merged()
 
-    def _add_kernel_and_bias(self, kernel_shape, bias_shape):
+    def _add_kernel_and_bias(self, kernel_shape, bias_shape, **kernel_options):
         """Adds `kernel` and (when `use_bias`) `bias`, else sets `bias` to None; then LoRA's adapters if asked.
 
         Same names, order, initializers, regularizers and constraints as
-        Keras's Dense and Conv layers, so weights transfer both ways.
+        Keras's Dense and Conv layers, so weights transfer both ways;
+        `kernel_options` go to the kernel's `add_weight` (EinsumDense's
+        initializer, its fan along the equation's axes).
         """
         self._refuse_quantized_policy()  # a policy may be set between __init__ and build
-        self._kernel = add_weight_with_options(self, "kernel", kernel_shape)
+        self._kernel = add_weight_with_options(self, "kernel", kernel_shape, **kernel_options)
         self.bias = add_weight_with_options(self, "bias", bias_shape) if self.use_bias else None
         self.built = True
         self._build_lora()
