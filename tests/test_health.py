@@ -209,6 +209,10 @@ def test_thresholds_are_the_users():
                               max_update_ratio=None, verbose=0)
     with pytest.warns(GradientHealthWarning, match="< vanishing_ratio=10"):
         _fit(_model(_stack(keras, "tanh")), monitor, x, y, epochs=1)
+    # The low side of the update ratio is off unless asked for.
+    monitor = GradientMonitor((x[:32], y[:32]), every=1, min_update_ratio=0.05, verbose=0)
+    with pytest.warns(GradientHealthWarning, match=r"by .* of their norm \(< min_update_ratio=0.05; usually ~1e-3\)"):
+        _fit(_model(_stack(keras, "tanh")), monitor, x, y, epochs=1)
     # And off: the sigmoid stack passes silently with every diagnosis off.
     monitor = GradientMonitor((x[:32], y[:32]), every=1, vanishing_ratio=None, max_grad_norm=None,
                               growth_factor=None, dead_fraction=None, min_update_ratio=None,

@@ -52,9 +52,9 @@ class GradientMonitor(keras.callbacks.Callback):
         print(monitor.summary())
         monitor.plot("gradient_flow.png")
 
-    Diagnoses (each a `GradientHealthWarning`, once per kind and layer per
-    `fit`; every check's are in `records`); a threshold of None turns its
-    diagnosis off:
+    Each diagnosis is a `GradientHealthWarning`, given once per kind and
+    layer in a `fit` (every check's diagnoses are in `records`); the
+    thresholds below set them, and None turns one off.
 
     Args:
         data: The monitor's batch: an `(x, y)` or `(x, y, sample_weight)`
@@ -77,9 +77,14 @@ class GradientMonitor(keras.callbacks.Callback):
         dead_fraction: "dead units" when more than this fraction of a
             ReLU-family layer's units (relu or relu6 activation, of a Keras or
             keras_bp layer) output 0 for the whole batch. Defaults to 0.5.
-        min_update_ratio, max_update_ratio: "update ratio" when a layer's
-            ||dw|| / ||w|| is outside this range (the usual order is 1e-3).
-            Default to 1e-6 and 0.1.
+        min_update_ratio: "update ratio" when a layer's ||dw|| / ||w|| is
+            below this. Defaults to None (off): a learning-rate schedule that
+            anneals to 0 takes every layer there at the end of a healthy
+            run; layers that stop learning because their gradient vanished
+            or their units died are diagnosed as such. Set it (e.g. 1e-5) to
+            catch a learning rate far too low.
+        max_update_ratio: "update ratio" when a layer's ||dw|| / ||w|| is
+            above this (the usual order is 1e-3). Defaults to 0.1.
         histograms: Whether `log_dir` gets per-variable gradient histograms
             (they bring every gradient to the host at each check).
         verbose: 0 silent, 1 the summary at the end of training, 2 also one
