@@ -208,11 +208,11 @@ def test_thresholds_are_the_users():
     monitor = GradientMonitor((x[:32], y[:32]), every=1, vanishing_ratio=10.0, min_update_ratio=None,
                               max_update_ratio=None, verbose=0)
     with pytest.warns(GradientHealthWarning, match="< vanishing_ratio=10"):
-        _fit(_model(_stack(keras, "tanh")), monitor, x, y, epochs=1)
+        _fit(_model(_stack(keras, "tanh", depth=3)), monitor, x, y, epochs=1)
     # The low side of the update ratio is off unless asked for.
     monitor = GradientMonitor((x[:32], y[:32]), every=1, min_update_ratio=0.05, verbose=0)
     with pytest.warns(GradientHealthWarning, match=r"by .* of their norm \(< min_update_ratio=0.05; usually ~1e-3\)"):
-        _fit(_model(_stack(keras, "tanh")), monitor, x, y, epochs=1)
+        _fit(_model(_stack(keras, "tanh", depth=3)), monitor, x, y, epochs=1)
     # And off: the sigmoid stack passes silently with every diagnosis off.
     monitor = GradientMonitor((x[:32], y[:32]), every=1, vanishing_ratio=None, max_grad_norm=None,
                               growth_factor=None, dead_fraction=None, min_update_ratio=None,
@@ -223,7 +223,7 @@ def test_thresholds_are_the_users():
     assert monitor.records[-1].first_to_last < 1e-4
 
 
-def test_the_mnist_examples_model_is_healthy_over_a_run():
+def _example(name):
     import importlib.util
     import pathlib
     import sys
@@ -231,14 +231,19 @@ def test_the_mnist_examples_model_is_healthy_over_a_run():
     examples = pathlib.Path(__file__).resolve().parent.parent / "examples"
     sys.path.insert(0, str(examples))
     try:
-        spec = importlib.util.spec_from_file_location("mnist_example", examples / "mnist.py")
-        mnist = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mnist)
-        from _data import flat_one_hot, load_mnist_or_exit
+        spec = importlib.util.spec_from_file_location(f"{name}_example", examples / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
     finally:
         sys.path.remove(str(examples))
-    (x, y), _, _ = load_mnist_or_exit(None)
-    x, y = flat_one_hot(x[:1600], y[:1600])
+    return module
+
+
+def test_the_mnist_examples_model_is_healthy_over_a_run():
+    mnist = _example("mnist")
+    data = _example("_data")
+    (x, y), _, _ = data.load_mnist_or_exit(None)
+    x, y = data.flat_one_hot(x[:1600], y[:1600])
     for optimizer, learning_rate in (("SGD", 0.01), ("Adam", 1e-3)):
         keras.utils.set_random_seed(0)
         model = mnist.build_model(optimizer, learning_rate)
@@ -448,15 +453,12 @@ def test_log_dir_without_tensorboard_names_the_extra(monkeypatch):
         GradientMonitor((x, y), log_dir="unused")
 
 
-def test_the_mnist_example_writes_the_gradient_flow_picture(tmp_path):
-    import subprocess
-    import sys
-
-    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "mnist.py")
-    out = subprocess.run([sys.executable, script, "--epochs", "1", "--limit", "400", "--audit-every", "5",
-                          "--verbose", "0", "--plot", str(tmp_path / "curves.png")],
-                         capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-2000:]
+def test_the_mnist_example_writes_the_gradient_flow_picture(tmp_path, capsys):
+    mnist = _example("mnist")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", GradientHealthWarning)
+        assert mnist.main(["--epochs", "1", "--limit", "400", "--audit-every", "5", "--verbose", "0",
+                           "--plot", str(tmp_path / "curves.png")]) == 0
+    out = capsys.readouterr().out
     assert (tmp_path / "curves.png").exists() and (tmp_path / "curves_gradient_health.png").exists()
-    assert "GradientMonitor:" in out.stdout and "no problems" in out.stdout
-    assert "GradientHealthWarning" not in out.stderr
+    assert "GradientMonitor: 3 checks (steps 0..10), 0 with problems" in out
