@@ -111,13 +111,14 @@ def test_dead_units_of_activation_layers_and_which_activations_count(lib):
         lib.layers.Dense(8, activation="relu6", name="six"),
         lib.layers.Activation("relu", name="act"),
         lib.layers.LeakyReLU(name="leaky"),
+        lib.layers.ReLU(negative_slope=0.1, name="sloped"),
         lib.layers.Dense(8, activation="elu", name="elu"),
         lib.layers.Dense(1, name="head"),
     ])
     monitor = GradientMonitor((x[:32], y[:32]), every=1, verbose=0)
     with pytest.warns(GradientHealthWarning, match=r"dead units: 100% of the units of layer '(relu|six|act)'"):
         _fit(model, monitor, x, y, epochs=1)
-    # relu's output is 0 everywhere, so six's and act's are too; leaky and ELU are never counted.
+    # relu's output is 0 everywhere, so six's and act's are too; leaky, sloped and ELU are never counted.
     assert monitor.records[0].dead_units == {"relu": 1.0, "six": 1.0, "act": 1.0}
 
 
@@ -261,12 +262,14 @@ def _snapshot(model):
     return [value for _, value in snapshot(list(model.variables) + list(model.optimizer.variables))]
 
 
-def test_training_is_bit_identical_with_and_without_the_monitor(tmp_path):
+@pytest.mark.parametrize("policy, jit_compile", [("float32", False), ("mixed_float16", True)])
+def test_training_is_bit_identical_with_and_without_the_monitor(tmp_path, mixed_precision, policy, jit_compile):
     rng = np.random.RandomState(3)
     x = rng.randn(64, 6).astype("float32")
     y = keras.utils.to_categorical(rng.randint(0, 3, 64), 3).astype("float32")
 
-    def run(monitor):
+    def run(monitor, policy=policy):
+        mixed_precision(policy)
         keras.utils.set_random_seed(11)
         model = keras.Sequential([
             keras.Input((6,)),
@@ -274,9 +277,12 @@ def test_training_is_bit_identical_with_and_without_the_monitor(tmp_path):
             keras.layers.BatchNormalization(),
             keras_bp.layers.Dropout(0.3),
             keras.layers.Dropout(0.2),
-            keras_bp.layers.Dense(3, activation="softmax"),
+            keras_bp.layers.Dense(3),
+            keras.layers.Activation("softmax", dtype="float32"),
         ])
-        model.compile(keras.optimizers.Adam(0.01), "categorical_crossentropy")
+        # Under mixed_float16 Keras wraps Adam in a LossScaleOptimizer: its
+        # scale and counters are optimizer variables the monitor puts back too.
+        model.compile(keras.optimizers.Adam(0.01), "categorical_crossentropy", jit_compile=jit_compile)
         history = model.fit(x, y, batch_size=16, epochs=2, shuffle=False, callbacks=[monitor] if monitor else [],
                             verbose=0)
         return _snapshot(model), history.history["loss"]
@@ -289,6 +295,12 @@ def test_training_is_bit_identical_with_and_without_the_monitor(tmp_path):
     for a, b in zip(plain, watched):
         np.testing.assert_array_equal(a, b)
     assert plain_loss == watched_loss
+    if policy != "float32":
+        # The gradients are reported unscaled (the loss scale starts at 2^15).
+        # Only near float32's: float16 draws other dropout masks from the same seed.
+        reference = GradientMonitor((x[:20], y[:20]), every=100, verbose=0)
+        run(reference, "float32")
+        assert 0.5 < monitor.records[0].grad_norm / reference.records[0].grad_norm < 2.0
 
 
 @pytest.mark.parametrize(
@@ -415,6 +427,10 @@ def test_subclassed_model_and_dataset_data():
     with pytest.warns(GradientHealthWarning, match="dead units: 100% of the units of layer 'hidden'"):
         _fit(model, monitor, x, y, epochs=1)
     assert monitor._trace_count == 1 and len(monitor.records) == 3
+    # A second fit reuses the trace; warnings come again, once, in each fit.
+    with pytest.warns(GradientHealthWarning, match="dead units"):
+        _fit(model, monitor, x, y, epochs=1)
+    assert monitor._trace_count == 1 and len(monitor.records) == 6
 
 
 @pytest.mark.parametrize(

@@ -26,6 +26,8 @@ from typing import List, NamedTuple
 import keras
 import tensorflow as tf
 
+from keras_bp.activations import ActivationPair
+
 __all__ = ["Capture", "LayerCall", "capturing", "relu_units_axis"]
 
 # Activations whose output is exactly 0 for every input below a threshold: a
@@ -82,18 +84,16 @@ def relu_units_axis(layer):
 
 def _relu_family(layer):
     if isinstance(layer, keras.layers.ReLU):
-        return not getattr(layer, "negative_slope", 0)
+        return not layer.negative_slope
     # keras_bp layers hold an `ActivationPair` (`.pair` for activation
-    # layers, `.activation` for the others), Keras's a function.
+    # layers, `.activation` for the others), Keras's layers a function.
     activation = getattr(layer, "pair", None) or getattr(layer, "activation", None)
-    if activation is None:
-        return False
-    config = dict(getattr(activation, "config", ()) or ())
-    name = getattr(activation, "name", None) if hasattr(activation, "forward") else None
-    name = name or getattr(activation, "__name__", None)
-    if name not in _RELU_FAMILY:
-        return False
-    return not config.get("negative_slope", 0) and not getattr(layer, "negative_slope", 0)
+    if isinstance(activation, ActivationPair):
+        name, options = activation.name, dict(activation.config)
+    else:
+        name, options = getattr(activation, "__name__", None), {}
+    # keras_bp's ReLU(negative_slope=a) is a leaky ReLU under the name "relu".
+    return name in _RELU_FAMILY and not options.get("negative_slope") and not getattr(layer, "negative_slope", 0)
 
 
 @contextlib.contextmanager
