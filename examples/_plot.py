@@ -1,12 +1,14 @@
-"""The PNGs the examples write with `--plot`: training curves, or an autoencoder's reconstructions.
+"""The PNGs the examples write with `--plot`: training curves, gradient flow, or an autoencoder's reconstructions.
 
     plot_curves(history.history, audit, path)      # loss, accuracy, the audit's error
+    plot_gradient_health(monitor, path)            # a GradientMonitor's gradient-flow picture
     plot_reconstructions(originals, reconstructions, path)
 
 Both need matplotlib (`pip install -e ".[examples]"`); without it they say
 so on stderr and write nothing, and the example carries on.
 """
 
+import os
 import sys
 
 import numpy as np
@@ -44,6 +46,20 @@ def plot_curves(history, audit, path):
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     print(f"curves written to {path}")
+
+
+def gradient_health_path(curves_path):
+    """Where the gradient-flow picture goes next to the curves: `curves.png` -> `curves_gradient_health.png`."""
+    stem, ext = os.path.splitext(curves_path)
+    return f"{stem}_gradient_health{ext or '.png'}"
+
+
+def plot_gradient_health(monitor, path):
+    """A `GradientMonitor`'s picture: per-layer gradient norms over the steps, and at the last check."""
+    if _pyplot() is None:
+        return
+    monitor.plot(path, title="gradient health (keras_bp.callbacks.GradientMonitor)")
+    print(f"gradient health written to {path}")
 
 
 def plot_reconstructions(originals, reconstructions, path, n=10):

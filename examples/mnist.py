@@ -1,4 +1,4 @@
-"""The classic Keras MNIST classifier, built from keras_bp alone, with its gradients audited.
+"""The classic Keras MNIST classifier, built from keras_bp alone, with its gradients audited and watched.
 
     Dense(64, relu) -> Dense(10, softmax), categorical cross-entropy,
     SGD(learning_rate=0.01), 10 epochs of batch 32, 10% of the training data
@@ -6,7 +6,11 @@
 
 Every layer, the loss and the optimizer have hand-derived backward passes or
 update rules; a `GradientAudit` compares the manual gradients with
-TensorFlow's autodiff at the start and every `--audit-every` steps.
+TensorFlow's autodiff at the start and every `--audit-every` steps, and a
+`GradientMonitor` watches the gradients' health as often (per-layer norms,
+update ratios, dead units; it warns on vanishing or exploding gradients).
+With `--plot PATH`, the curves go to PATH and the monitor's gradient-flow
+picture next to it (`curves.png` -> `curves_gradient_health.png`).
 
 Data: `keras.datasets.mnist` (Keras's cache or download); `--data-dir DIR`
 for a folder of MNIST-format IDX files (MNIST, or Fashion-MNIST, e.g. Debian's
@@ -31,7 +35,7 @@ import keras_bp  # noqa: E402
 
 import _cli  # noqa: E402
 from _data import flat_one_hot, load_mnist_or_exit  # noqa: E402
-from _plot import plot_curves  # noqa: E402
+from _plot import gradient_health_path, plot_curves, plot_gradient_health  # noqa: E402
 
 OPTIMIZERS = ["SGD", "Adagrad", "RMSprop", "Adadelta", "Adam", "AdamW", "Nadam"]
 
@@ -88,13 +92,14 @@ def main(argv=None):
 
     model = build_model(args.optimizer, args.learning_rate, args.jit_compile, args.layers)
     audit = keras_bp.callbacks.GradientAudit((x_train[:32], y_train[:32]), every=args.audit_every, verbose=0)
+    monitor = keras_bp.callbacks.GradientMonitor((x_train[:32], y_train[:32]), every=args.audit_every, verbose=0)
     history = model.fit(
         x_train,
         y_train,
         epochs=args.epochs,
         batch_size=args.batch_size,
         validation_split=0.1,
-        callbacks=[audit],
+        callbacks=[audit, monitor],
         verbose=args.verbose,
     )
     _, accuracy = model.evaluate(x_test, y_test, batch_size=256, verbose=0)
@@ -103,6 +108,8 @@ def main(argv=None):
         print(f"model saved to {args.save}")
     if args.plot:
         plot_curves(history.history, audit, args.plot)
+        plot_gradient_health(monitor, gradient_health_path(args.plot))
+    print(monitor.summary())
     print(audit.summary())
     print(f"test accuracy: {accuracy:.4f}")
     return 0

@@ -27,6 +27,7 @@ from keras_bp.core import autodiff, autodiff_enabled, manual_gradient
 from keras_bp.gradcheck import GradientCheckError, GradientCheckResult, check_gradients
 from keras_bp import activations
 from keras_bp import callbacks
+from keras_bp.callbacks import GradientHealthWarning, GradientMonitor
 from keras_bp import distribute
 from keras_bp import layers
 from keras_bp import losses
@@ -38,6 +39,8 @@ __version__ = "0.1.0"
 __all__ = [
     "GradientCheckError",
     "GradientCheckResult",
+    "GradientHealthWarning",
+    "GradientMonitor",
     "activations",
     "autodiff",
     "autodiff_enabled",

@@ -10,7 +10,7 @@ it was found.
 
 import tensorflow as tf
 
-__all__ = ["restore", "snapshot"]
+__all__ = ["model_state", "restore", "snapshot"]
 
 
 def snapshot(variables):
@@ -29,3 +29,20 @@ def restore(saved):
     """Assigns each variable of a `snapshot` its saved value."""
     for variable, value in saved:
         variable.assign(value)
+
+
+def model_state(model):
+    """Every variable a training forward pass of `model` may write, each once.
+
+    BatchNormalization's moving statistics, seed-generator states (Dropout and
+    friends), metric accumulators (compiled losses may track per-output
+    losses): what the audit and the gradient monitor save before a pass and
+    put back after it.
+    """
+    state = []
+    seen = set()
+    for v in list(model.non_trainable_variables) + list(model.metrics_variables):
+        if id(v) not in seen:
+            seen.add(id(v))
+            state.append(v)
+    return state

@@ -1,6 +1,7 @@
 """The private Keras calls the audit needs, each in one place with the reason.
 
-Keras 3.15 has no public way to do any of these; when Keras changes one, this
+Keras 3.15 has no public way to do any of these (the gradient monitor,
+keras_bp.health, uses them too); when Keras changes one, this
 module is the only one to change.
 """
 

@@ -12,10 +12,12 @@ from typing import NamedTuple
 
 import numpy as np
 
+from keras_bp._state import model_state
 from keras_bp._tolerances import AUDIT_DIRECTIONS, by_dtype
 from keras_bp.audit import _keras, directions, verdict
 from keras_bp.audit.culprit import ModelLayers
 from keras_bp.audit.probe import Probe
+from keras_bp.audit.schedule import trace_key
 from keras_bp.audit.records import AuditRecord, VariableAudit, variable_path
 from keras_bp.audit.statistics import Comparison, compare, compare_sums, distance
 
@@ -40,22 +42,15 @@ class Auditor:
     """
 
     def __init__(self, model, spec, rtol, atol, reference, directions):
-        self.key = _key(model)
+        self.key = trace_key(model)
         self._reference = reference
         self._variables = list(model.trainable_variables)
         if not self._variables:
             raise ValueError("GradientAudit: the model has no trainable variables to audit.")
         self._paths = [variable_path(model, v) for v in self._variables]
         self._layers = ModelLayers(model, self._variables)
-        # Everything a forward pass may write: BatchNormalization moving
-        # statistics, seed-generator states, metric accumulators (compiled
-        # losses may track per-output losses).
-        state = []
-        seen = set()
-        for v in list(model.non_trainable_variables) + list(model.metrics_variables):
-            if id(v) not in seen:
-                seen.add(id(v))
-                state.append(v)
+        # Everything a forward pass may write.
+        state = model_state(model)
         dtype = _compute_dtype(model)
         self._compute_dtype = dtype
         self._function64 = None
@@ -69,7 +64,7 @@ class Auditor:
 
     def serves(self, model):
         """Whether this audit's trace still fits `model` (the same model, compile and variables)."""
-        return self.key == _key(model)
+        return self.key == trace_key(model)
 
     def audit(self, step, batch, seed):
         """The `AuditRecord` of `batch` at optimizer step `step`; `seed` draws the directions."""
@@ -190,18 +185,6 @@ class Auditor:
             return None, self._float64_unavailable
         result = self._function64(batch)
         return ([g.numpy() for g in result.manual], [g.numpy() for g in result.reference]), None
-
-
-def _key(model):
-    # The traced function captures the model's variables, compiled loss
-    # and dtype policy: a new model or a recompile needs a new trace; a
-    # second fit of the same model reuses it.
-    return (
-        id(model),
-        id(_keras.compiled_loss(model)),
-        tuple(id(v) for v in model.trainable_variables),
-        bool(model.jit_compile),
-    )
 
 
 def _compute_dtype(model):

@@ -31,9 +31,9 @@ from keras_bp._validation import (
     check_one_of,
     check_positive_int,
 )
-from keras_bp.audit import _keras
 from keras_bp.audit.auditor import Auditor
 from keras_bp.audit.data import AuditData
+from keras_bp.audit.schedule import Schedule, ensure_built
 from keras_bp.gradcheck import GradientCheckError
 
 __all__ = ["GradientAudit", "GradientAuditError"]
@@ -140,8 +140,7 @@ class GradientAudit(keras.callbacks.Callback):
         self._auditor = None
         self._earlier_traces = 0
         self._writer = None
-        self._last_audited = -1
-        self._epoch_start = 0
+        self._schedule = Schedule(self.every)
         self._epoch_records = []
 
     # --- Callback hooks ----------------------------------------------------
@@ -150,23 +149,14 @@ class GradientAudit(keras.callbacks.Callback):
         self._epoch_records = []
         if self.log_dir is not None:
             self._writer = tf.summary.create_file_writer(self.log_dir)
-        self._epoch_start = self._step()
-        self._audit(self._epoch_start)
+        self._audit(self._schedule.start_epoch(self.model))
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._epoch_start = self._step()
+        self._schedule.start_epoch(self.model)
 
     def on_train_batch_end(self, batch, logs=None):
-        # `batch` is the epoch's index of the last step run (with
-        # steps_per_execution > 1 calls come every few steps), so the step
-        # count is known without reading the variable, a device sync, after
-        # every batch. Read it only where an audit is due, to audit at the
-        # optimizer's own count (which a skipped mixed-precision step may
-        # hold back).
-        if not self._due(self._epoch_start + batch + 1):
-            return
-        step = self._step()
-        if not self._due(step):
+        step = self._schedule.due_after_batch(self.model, batch)
+        if step is None:
             return
         record = self._audit(step)
         if logs is not None:
@@ -230,20 +220,9 @@ class GradientAudit(keras.callbacks.Callback):
         """How many times the audit's function was traced, over every model and compile so far."""
         return self._earlier_traces + (0 if self._auditor is None else self._auditor.probe.traces)
 
-    def _step(self):
-        return int(self.model.optimizer.iterations.numpy())
-
-    def _due(self, step):
-        return step // self.every > self._last_audited // self.every
-
     def _audit(self, step):
-        self._last_audited = step
-        if not all(layer.built for layer in _keras.layers(self.model, include_self=True)):
-            # Without a distribution strategy, Keras's TF trainer builds
-            # subclassed models only when it traces the train step, after
-            # on_train_begin; build them symbolically, from the audit
-            # batch's shapes, the way Keras does under a strategy.
-            _keras.symbolic_build(self.model, self._data.spec)
+        self._schedule.mark(step)
+        ensure_built(self.model, self._data.spec)
         if self._auditor is None or not self._auditor.serves(self.model):
             # A new model or a recompile: a new trace (a second fit of the
             # same model reuses the old one).

@@ -8,16 +8,21 @@ __all__ = ["AuditData"]
 
 
 class AuditData:
-    """The audit batch source: a fixed tuple of arrays or a cycling tf.data.Dataset."""
+    """The audit batch source: a fixed tuple of arrays or a cycling tf.data.Dataset.
 
-    def __init__(self, data):
+    `owner` is the callback's name, as the errors say it (GradientAudit,
+    GradientMonitor: both take their data this way).
+    """
+
+    def __init__(self, data, owner="GradientAudit"):
+        self._owner = owner
         if isinstance(data, tf.data.Dataset):
             self._dataset = data
             self._iterator = None
             spec = data.element_spec
             if not isinstance(spec, tuple) or len(spec) not in (2, 3):
                 raise ValueError(
-                    "GradientAudit's data must be an (x, y) or (x, y, sample_weight) "
+                    f"{owner}'s data must be an (x, y) or (x, y, sample_weight) "
                     f"tuple or a tf.data.Dataset of such tuples, received a Dataset "
                     f"with element_spec={spec!r}"
                 )
@@ -26,7 +31,7 @@ class AuditData:
             return
         if not isinstance(data, (tuple, list)) or len(data) not in (2, 3):
             raise ValueError(
-                "GradientAudit's data must be an (x, y) or (x, y, sample_weight) tuple "
+                f"{owner}'s data must be an (x, y) or (x, y, sample_weight) tuple "
                 f"of arrays, or a tf.data.Dataset, received: {type(data).__name__}"
                 + (f" of length {len(data)}" if isinstance(data, (tuple, list)) else "")
             )
@@ -46,7 +51,7 @@ class AuditData:
             try:
                 return next(self._iterator)
             except StopIteration:
-                raise ValueError("GradientAudit's dataset is empty.") from None
+                raise ValueError(f"{self._owner}'s dataset is empty.") from None
 
 
 def _to_tensor(array):
