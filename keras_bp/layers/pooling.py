@@ -27,7 +27,10 @@ from keras_bp.layers._stateless import build_at_init
 
 
 def _pool_args(pool_size, strides, padding):
-    return dict(ksize=[1, *pool_size, 1], strides=[1, *strides, 1], padding=padding)
+    # NOTE: the data format is given, though it is the default: TensorFlow's
+    # eager gradient of MaxPool3D reads it from the op and fails without it.
+    data_format = "NDHWC" if len(pool_size) == 3 else "NHWC"
+    return dict(ksize=[1, *pool_size, 1], strides=[1, *strides, 1], padding=padding, data_format=data_format)
 
 
 def _max_pool_grad(x, y, dy, **args):
@@ -42,9 +45,10 @@ def _average_pool_grad(x_shape, dy, **args):
     return grad(orig_input_shape=x_shape, grad=dy, **args)
 
 
-# --- float64 3-D pooling, as two 2-D poolings -------------------------------
-# NOTE: TensorFlow's 3-D pooling ops take no float64 (Keras's 3-D pooling
-# layers fail in it); ours pool a float64 input as two 2-D poolings, which
+# --- float64 and float16 3-D pooling, as two 2-D poolings -----------------
+# NOTE: TensorFlow's 3-D pooling ops take no float64, and have no float16
+# kernel on CPU (Keras's 3-D pooling layers fail in both there); ours pool
+# such an input as two 2-D poolings, which
 # compute the same numbers: a (kd, kh, kw) box is a depth range times a
 # (kh, kw) window, so its max is the max over depth of each depth slice's
 # window max, and its mean the mean over depth of the slices' window means
@@ -53,7 +57,7 @@ def _average_pool_grad(x_shape, dy, **args):
 
 
 class _SlicesSaved(NamedTuple):
-    """What the float64 3-D pooling saves: both stages' inputs and outputs, as the 2-D ops see them."""
+    """What the 3-D pooling by slices saves: both stages' inputs and outputs, as the 2-D ops see them."""
 
     slices: tf.Tensor  # x as depth slices, (N D, H, W, C)
     u: tf.Tensor  # each slice pooled over (h, w), (N D, H', W', C)
@@ -88,7 +92,7 @@ def _pool_grad_by_slices(grad, saved, dy, x_shape, pool_size, strides, padding):
 
 
 def _by_slices(x):
-    return x.shape.rank == 5 and x.dtype == tf.float64
+    return x.shape.rank == 5 and x.dtype in (tf.float64, tf.float16)
 
 
 def max_pool_op(layout, pool_size, strides, padding):
@@ -111,7 +115,7 @@ def max_pool_op(layout, pool_size, strides, padding):
     above from x, y and dy; in 3-D (x: (N, D, H, W, C), windows over depth
     too) MaxPool3DGrad does.
 
-    Saves x and y (a float64 3-D input: both stages', see `_pool_by_slices`).
+    Saves x and y (a float64 or float16 3-D input: both stages', see `_pool_by_slices`).
     """
     args = _pool_args(pool_size, strides, padding)
 
@@ -120,7 +124,7 @@ def max_pool_op(layout, pool_size, strides, padding):
         if _by_slices(x):
             y, saved = _pool_by_slices(tf.nn.max_pool2d, x, pool_size, strides, padding)
             return layout.from_nhwc(y), (tf.shape(x), saved)
-        y = tf.nn.max_pool(x, args["ksize"], args["strides"], padding)
+        y = tf.nn.max_pool(x, **args)
         return layout.from_nhwc(y), (x, y)
 
     def backward(saved, dy):
@@ -148,8 +152,8 @@ def average_pool_op(layout, pool_size, strides, padding):
 
     AvgPoolGrad computes exactly this sum (it needs only x's shape), and
     AvgPool3DGrad in 3-D (x: (N, D, H, W, C), windows over depth too). Saves
-    nothing but that shape (a float64 3-D input: both stages' tensors, see
-    `_pool_by_slices`).
+    nothing but that shape (a float64 or float16 3-D input: both stages'
+    tensors, see `_pool_by_slices`).
     """
     args = _pool_args(pool_size, strides, padding)
 
@@ -161,7 +165,7 @@ def average_pool_op(layout, pool_size, strides, padding):
         if _by_slices(x):
             y, saved = _pool_by_slices(tf.nn.avg_pool2d, x, pool_size, strides, padding)
             return layout.from_nhwc(y), (tf.shape(x), saved)
-        y = tf.nn.avg_pool(x, args["ksize"], args["strides"], padding)
+        y = tf.nn.avg_pool(x, **args)
         return layout.from_nhwc(y), (tf.shape(x), None)
 
     def backward(saved, dy):
