@@ -109,9 +109,9 @@ def transposed_output_size(n, window, stride, dilation, padding, output_padding=
     """Length of one output axis of a transposed convolution (Keras's formula); None for an unknown length.
 
     With k_e = d (k - 1) + 1, the dilated window, and p = output_padding:
-        valid: (n - 1) s + k_e + p      (p = None: p = max(k_e, s) - k_e)
-        same:  (n - 1) s + k mod 2 + p  (p = None: n s)
-    It is the length whose convolution (same window, stride, dilation and
+        valid: (n - 1) s + k_e + p        (p = None: p = max(k_e, s) - k_e)
+        same:  (n - 1) s + k_e mod 2 + p  (p = None: n s)
+    It is a length whose convolution (same window, stride, dilation and
     padding) has length n, so the transposed convolution maps a
     convolution's output back to its input's shape. `n` may be a tensor.
     """
@@ -123,7 +123,7 @@ def transposed_output_size(n, window, stride, dilation, padding, output_padding=
         return (n - 1) * stride + effective + extra
     if output_padding is None:
         return n * stride
-    return (n - 1) * stride + window % 2 + output_padding
+    return (n - 1) * stride + effective % 2 + output_padding
 
 
 def check_output_not_empty(layer_name, input_shape, out_spatial, window_name, window, lead=None):

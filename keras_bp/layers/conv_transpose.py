@@ -266,8 +266,8 @@ _CONV_TRANSPOSE_DOC = """{rank}-D transposed convolution layer with a hand-deriv
         each new length, with k_e = dilation_rate * (kernel_size - 1) + 1:
         `"valid"`: `(n - 1) * strides + k_e + output_padding` (without
         `output_padding`: `(n - 1) * strides + max(k_e, strides)`);
-        `"same"`: `(n - 1) * strides + kernel_size % 2 + output_padding`
-        (without: `n * strides`).
+        `"same"`: `(n - 1) * strides + k_e % 2 + output_padding` (without:
+        `n * strides`).
     """
 
 _OUTPUT_PADDING_DOC = """output_padding: int or tuple of {rank} ints >= 0, each less than

@@ -113,7 +113,11 @@ def max_pool_op(layout, pool_size, strides, padding):
     right), as TensorFlow's own gradient does (MaxPoolGrad, on CPU and under
     XLA; tests/test_conv.py checks it). MaxPoolGrad computes exactly the sum
     above from x, y and dy; in 3-D (x: (N, D, H, W, C), windows over depth
-    too) MaxPool3DGrad does.
+    too) MaxPool3DGrad does, with one difference TensorFlow has: on CPU it
+    gives each tied max the window's whole gradient (under XLA, the first
+    in (depth, height, width) order gets it). Ours calls the same op, so it
+    ties as Keras's does wherever it runs; a float16 or float64 3-D input,
+    pooled by slices (below), sends it to the first, as XLA does.
 
     Saves x and y (a float64 or float16 3-D input: both stages', see `_pool_by_slices`).
     """
