@@ -13,7 +13,7 @@ from typing import NamedTuple
 import keras
 import tensorflow as tf
 
-from keras_bp._validation import invalid
+from keras_bp._validation import check_positive_int, invalid
 
 # --- argument forms -----------------------------------------------------------
 
@@ -63,6 +63,13 @@ def standardize_data_format(data_format):
     )
 
 
+def check_filters(filters):
+    """A convolution's `filters` (plain and transposed) as an int; raises unless it is an integer > 0."""
+    # Keras's words lead (see keras_bp._validation).
+    lead = f"Invalid value for argument `filters`. Expected a strictly positive value. Received filters={filters}."
+    return check_positive_int("filters", filters, lead=lead)
+
+
 def check_strides_with_dilation(strides, dilation_rate):
     """Convolutions (plain and transposed) refuse strides > 1 with dilation_rate > 1, as Keras's do."""
     if max(strides) > 1 and max(dilation_rate) > 1:
@@ -80,7 +87,7 @@ SPATIAL_AXES = {1: ("steps",), 2: ("height", "width"), 3: ("spatial_dim1", "spat
 
 
 def spatial_names(rank, prefix=""):
-    """The spatial axes of a shape in a docstring: `"height, width"`, or with prefix `"new_"` `"new_height, new_width"`."""
+    """The spatial axes of a shape in a docstring: `"height, width"` (prefix `"new_"`: `"new_height, new_width"`)."""
     return ", ".join(prefix + axis for axis in SPATIAL_AXES[rank])
 
 

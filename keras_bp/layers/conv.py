@@ -23,6 +23,7 @@ from keras_bp.core import manual_gradient
 from keras_bp.layers._kernel import KernelLayer
 from keras_bp.layers._spatial import (
     Layout,
+    check_filters,
     check_strides_with_dilation,
     spatial_names,
     standardize_data_format,
@@ -258,11 +259,8 @@ class _Conv(KernelLayer):
             activity_regularizer, kernel_constraint, bias_constraint, lora_rank, lora_alpha, **kwargs,
         )
         rank = self.rank
+        self.filters = check_filters(filters)
         # Keras's words lead (see keras_bp._validation).
-        self.filters = check_positive_int(
-            "filters", filters,
-            lead=f"Invalid value for argument `filters`. Expected a strictly positive value. Received filters={filters}.",
-        )
         self.groups = check_positive_int(
             "groups", groups, lead=f"The number of groups must be a positive integer. Received: groups={groups}."
         )
@@ -385,7 +383,8 @@ _CONV_DOC = """{rank}-D convolution layer with a hand-derived backward pass.
         `(batch, channels, {spatial})` for channels_first.
 
     Output shape:
-        `(batch, {new_spatial}, filters)` or `(batch, filters, {new_spatial})`.
+        `(batch, {new_spatial}, filters)`
+        or `(batch, filters, {new_spatial})`.
     """
 
 
@@ -394,15 +393,18 @@ _CAUSAL_DOC = """ `"causal"` pads `dilation_rate * (kernel_size - 1)`
 
 
 _RUNS_AS = {
-    1: " It runs as a Conv2D of height 1.",
+    1: "\n    It runs as a Conv2D of height 1.",
     2: "",
-    3: " It runs on NDHWC tensors (Conv3D and its two backprop ops).",
+    3: "\n    It runs on NDHWC tensors (Conv3D and its two backprop ops).",
 }
 
 
 def _conv_doc(rank):
     spatial, new_spatial = spatial_names(rank), spatial_names(rank, "new_")
-    paddings, causal = ('`"valid"`, `"same"` or `"causal"`', _CAUSAL_DOC) if rank == 1 else ('`"valid"` or `"same"`', "")
+    if rank == 1:
+        paddings, causal = '`"valid"`, `"same"` or `"causal"`', _CAUSAL_DOC
+    else:
+        paddings, causal = '`"valid"` or `"same"`', ""
     return _CONV_DOC.format(
         rank=rank, paddings=paddings, causal=causal, spatial=spatial, new_spatial=new_spatial, runs_as=_RUNS_AS[rank]
     )

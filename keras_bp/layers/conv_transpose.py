@@ -1,4 +1,4 @@
-"""The transposed convolutions (Conv1DTranspose, Conv2DTranspose, Conv3DTranspose): Conv's three functions in other roles.
+"""The transposed convolutions (Conv1D/2D/3DTranspose): Conv's three functions in other roles.
 
 A convolution z = C_W(x) = x (*) W is linear in x; its transpose C_W^T is
 the map with <C_W^T(u), v> = <u, C_W(v)> for every u and v, which is what
@@ -28,9 +28,10 @@ import keras
 import tensorflow as tf
 
 from keras_bp import activations
-from keras_bp._validation import check_input_rank, check_positive_int, invalid
+from keras_bp._validation import check_input_rank, invalid
 from keras_bp.layers._spatial import (
     Layout,
+    check_filters,
     check_strides_with_dilation,
     spatial_names,
     standardize_data_format,
@@ -134,18 +135,14 @@ class _ConvTranspose(keras.layers.Layer):
     ):
         super().__init__(activity_regularizer=activity_regularizer, **kwargs)
         rank = self.rank
-        # Keras's words lead (see keras_bp._validation).
-        self.filters = check_positive_int(
-            "filters", filters,
-            lead=f"Invalid value for argument `filters`. Expected a strictly positive value. Received filters={filters}.",
-        )
+        self.filters = check_filters(filters)
         self.kernel_size = standardize_tuple("kernel_size", kernel_size, rank)
         self.strides = standardize_tuple("strides", strides, rank)
         self.dilation_rate = standardize_tuple("dilation_rate", dilation_rate, rank)
         self.padding = standardize_padding(padding, ("valid", "same"))
-        self.output_padding = (
-            None if output_padding is None else standardize_tuple("output_padding", output_padding, rank, allow_zero=True)
-        )
+        self.output_padding = None
+        if output_padding is not None:
+            self.output_padding = standardize_tuple("output_padding", output_padding, rank, allow_zero=True)
         self.data_format = standardize_data_format(data_format)
         self.activation = activations.get(activation)
         self.use_bias = use_bias
@@ -262,8 +259,9 @@ _CONV_TRANSPOSE_DOC = """{rank}-D transposed convolution layer with a hand-deriv
         `(batch, channels, {spatial})` for channels_first.
 
     Output shape:
-        `(batch, {new_spatial}, filters)` or `(batch, filters, {new_spatial})`,
-        each new length, with k_e = dilation_rate * (kernel_size - 1) + 1:
+        `(batch, {new_spatial}, filters)`
+        or `(batch, filters, {new_spatial})`; each new length, with
+        k_e = dilation_rate * (kernel_size - 1) + 1:
         `"valid"`: `(n - 1) * strides + k_e + output_padding` (without
         `output_padding`: `(n - 1) * strides + max(k_e, strides)`);
         `"same"`: `(n - 1) * strides + k_e % 2 + output_padding` (without:
@@ -278,9 +276,9 @@ _DATA_FORMAT_DOC = """data_format: `"channels_last"` (default from `keras.config
             `"channels_first"`."""
 
 _RUNS_AS = {
-    1: " It runs as a 2-D one of height 1.",
+    1: "\n    It runs as a 2-D one of height 1.",
     2: "",
-    3: " It runs on NDHWC tensors.",
+    3: "\n    It runs on NDHWC tensors.",
 }
 
 

@@ -236,10 +236,12 @@ _POOL_DOC = """{mode} pooling over {rank}-D windows, with a hand-derived backwar
             `"channels_first"`.
 
     Input shape:
-        `(batch, {spatial}, channels)` or `(batch, channels, {spatial})`.
+        `(batch, {spatial}, channels)`
+        or `(batch, channels, {spatial})`.
 
     Output shape:
-        `(batch, {pooled}, channels)` or `(batch, channels, {pooled})`.
+        `(batch, {pooled}, channels)`
+        or `(batch, channels, {pooled})`.
     """
 
 
@@ -403,7 +405,8 @@ _GLOBAL_DOC = """Global {mode} pooling over the {what}, with a hand-derived back
         keepdims: Keep the pooled spatial axes with length 1.
 
     Input shape:
-        `(batch, {spatial}, channels)` or `(batch, channels, {spatial})`.
+        `(batch, {spatial}, channels)`
+        or `(batch, channels, {spatial})`.
 
     Output shape:
         `(batch, channels)`, or with keepdims the input's rank with each
