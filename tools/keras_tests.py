@@ -40,14 +40,21 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 SUITES = [
     ("layers/core/dense_test.py", ["Dense"], None),
     ("layers/core/embedding_test.py", ["Embedding"], None),
-    ("layers/convolutional/conv_test.py", ["Conv1D", "Conv2D"], "not conv3d"),
+    ("layers/convolutional/conv_test.py", ["Conv1D", "Conv2D", "Conv3D"], None),
+    # Issue 17: the transposed convolutions and the 3-D convolution and pooling layers.
+    ("layers/convolutional/conv_transpose_test.py", ["Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose"], None),
     # Issue 17: the depthwise and separable convolutions (both Keras test modules cover 1-D and 2-D only).
     ("layers/convolutional/depthwise_conv_test.py", ["DepthwiseConv1D", "DepthwiseConv2D"], None),
     ("layers/convolutional/separable_conv_test.py", ["SeparableConv1D", "SeparableConv2D"], None),
-    ("layers/pooling/max_pooling_test.py", ["MaxPooling1D", "MaxPooling2D"], "not 3d"),
-    ("layers/pooling/average_pooling_test.py", ["AveragePooling1D", "AveragePooling2D"], "not 3d"),
-    ("layers/pooling/global_max_pooling_test.py", ["GlobalMaxPooling1D", "GlobalMaxPooling2D"], "not 3d"),
-    ("layers/pooling/global_average_pooling_test.py", ["GlobalAveragePooling1D", "GlobalAveragePooling2D"], "not 3d"),
+    ("layers/pooling/max_pooling_test.py", ["MaxPooling1D", "MaxPooling2D", "MaxPooling3D"], None),
+    ("layers/pooling/average_pooling_test.py", ["AveragePooling1D", "AveragePooling2D", "AveragePooling3D"], None),
+    ("layers/pooling/global_max_pooling_test.py", ["GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D"],
+     None),
+    (
+        "layers/pooling/global_average_pooling_test.py",
+        ["GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalAveragePooling3D"],
+        None,
+    ),
     ("layers/normalization/batch_normalization_test.py", ["BatchNormalization"], None),
     ("layers/normalization/layer_normalization_test.py", ["LayerNormalization"], None),
     ("layers/activations/activation_test.py", ["Activation"], None),

@@ -3,7 +3,8 @@
 from keras_bp.layers.activation import ELU, Activation, LeakyReLU, PReLU, ReLU, Softmax
 from keras_bp.layers.additive_attention import AdditiveAttention
 from keras_bp.layers.attention import Attention
-from keras_bp.layers.conv import Conv1D, Conv2D
+from keras_bp.layers.conv import Conv1D, Conv2D, Conv3D
+from keras_bp.layers.conv_transpose import Conv1DTranspose, Conv2DTranspose, Conv3DTranspose
 from keras_bp.layers.dense import Dense
 from keras_bp.layers.depthwise_conv import DepthwiseConv1D, DepthwiseConv2D, SeparableConv1D, SeparableConv2D
 from keras_bp.layers.einsum_dense import EinsumDense
@@ -18,12 +19,16 @@ from keras_bp.layers.padding import Cropping1D, Cropping2D, Cropping3D, ZeroPadd
 from keras_bp.layers.pooling import (
     AveragePooling1D,
     AveragePooling2D,
+    AveragePooling3D,
     GlobalAveragePooling1D,
     GlobalAveragePooling2D,
+    GlobalAveragePooling3D,
     GlobalMaxPooling1D,
     GlobalMaxPooling2D,
+    GlobalMaxPooling3D,
     MaxPooling1D,
     MaxPooling2D,
+    MaxPooling3D,
 )
 from keras_bp.layers.preprocessing_normalization import Normalization
 from keras_bp.layers.recurrent import GRU, LSTM, SimpleRNN
@@ -41,10 +46,15 @@ __all__ = [
     "Average",
     "AveragePooling1D",
     "AveragePooling2D",
+    "AveragePooling3D",
     "BatchNormalization",
     "Concatenate",
     "Conv1D",
+    "Conv1DTranspose",
     "Conv2D",
+    "Conv2DTranspose",
+    "Conv3D",
+    "Conv3DTranspose",
     "Cropping1D",
     "Cropping2D",
     "Cropping3D",
@@ -62,14 +72,17 @@ __all__ = [
     "GaussianNoise",
     "GlobalAveragePooling1D",
     "GlobalAveragePooling2D",
+    "GlobalAveragePooling3D",
     "GlobalMaxPooling1D",
     "GlobalMaxPooling2D",
+    "GlobalMaxPooling3D",
     "GroupNormalization",
     "LSTM",
     "LayerNormalization",
     "LeakyReLU",
     "MaxPooling1D",
     "MaxPooling2D",
+    "MaxPooling3D",
     "Maximum",
     "Minimum",
     "MultiHeadAttention",

@@ -1,9 +1,10 @@
-"""Spatial helpers of the windowed layers (convolutions, pooling): argument forms, output sizes, NHWC layout.
+"""Spatial helpers of the windowed layers (convolutions, pooling): argument forms, output sizes, channels-last layout.
 
 Every convolution and pooling layer, of any rank and data format, reads its
 window arguments through the `standardize_*` checks, sizes its output with
-`windowed_output_shape`, and runs its math on 4-D NHWC tensors through a
-`Layout`.
+`windowed_output_shape` (a transposed convolution with
+`transposed_output_size`), and runs its math on channels-last tensors
+through a `Layout`: 4-D NHWC for ranks 1 and 2, 5-D NDHWC for rank 3.
 """
 
 import numbers
@@ -12,13 +13,14 @@ from typing import NamedTuple
 import keras
 import tensorflow as tf
 
-from keras_bp._validation import invalid
+from keras_bp._validation import check_positive_int, invalid
 
 # --- argument forms -----------------------------------------------------------
 
 
-def standardize_tuple(name, value, n):
-    """An int or n ints, each a positive integer, as a tuple of n ints."""
+def standardize_tuple(name, value, n, allow_zero=False):
+    """An int or n ints, each a positive integer (or >= 0 with `allow_zero`), as a tuple of n ints."""
+    low, requirement = (0, ">= 0") if allow_zero else (1, "> 0")
     values = (value,) * n if isinstance(value, numbers.Integral) else value
     try:
         values = tuple(values)
@@ -27,14 +29,15 @@ def standardize_tuple(name, value, n):
     if (
         values is None
         or len(values) != n
-        or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v > 0 for v in values)
+        or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= low for v in values)
     ):
         # Keras's words lead (see keras_bp._validation).
         lead = f"The `{name}` argument must be a tuple of {n} integers. Received {name}={value}"
-        non_positive = {v for v in values or () if isinstance(v, numbers.Real) and v <= 0}
-        if non_positive:
-            lead += f", including values {non_positive} that do not satisfy `value > 0`"
-        raise invalid(name, value, f"a positive integer or a tuple of {n} positive integers", lead + ".")
+        out_of_range = {v for v in values or () if isinstance(v, numbers.Real) and v < low}
+        if out_of_range:
+            lead += f", including values {out_of_range} that do not satisfy `value {requirement}`"
+        kind = "non-negative" if allow_zero else "positive"
+        raise invalid(name, value, f"a {kind} integer or a tuple of {n} {kind} integers", lead + ".")
     return tuple(int(v) for v in values)
 
 
@@ -60,6 +63,34 @@ def standardize_data_format(data_format):
     )
 
 
+def check_filters(filters):
+    """A convolution's `filters` (plain and transposed) as an int; raises unless it is an integer > 0."""
+    # Keras's words lead (see keras_bp._validation).
+    lead = f"Invalid value for argument `filters`. Expected a strictly positive value. Received filters={filters}."
+    return check_positive_int("filters", filters, lead=lead)
+
+
+def check_strides_with_dilation(strides, dilation_rate):
+    """Convolutions (plain and transposed) refuse strides > 1 with dilation_rate > 1, as Keras's do."""
+    if max(strides) > 1 and max(dilation_rate) > 1:
+        # Keras raises the same: TensorFlow's convolution has no such mode.
+        raise ValueError(
+            "strides > 1 is not supported together with dilation_rate > 1, "
+            f"received: strides={strides}, dilation_rate={dilation_rate}. "
+            "`strides > 1` not supported in conjunction with `dilation_rate > 1`. "
+            f"Received: strides={strides} and dilation_rate={dilation_rate}"
+        )
+
+
+# The spatial axes' names in the docstrings, per rank (Keras's names).
+SPATIAL_AXES = {1: ("steps",), 2: ("height", "width"), 3: ("spatial_dim1", "spatial_dim2", "spatial_dim3")}
+
+
+def spatial_names(rank, prefix=""):
+    """The spatial axes of a shape in a docstring: `"height, width"` (prefix `"new_"`: `"new_height, new_width"`)."""
+    return ", ".join(prefix + axis for axis in SPATIAL_AXES[rank])
+
+
 # --- output sizes -------------------------------------------------------------
 
 
@@ -79,6 +110,27 @@ def output_size(n, window, stride, dilation, padding):
     if padding == "valid":
         return (n - dilation * (window - 1) - 1) // stride + 1
     return -(-n // stride)
+
+
+def transposed_output_size(n, window, stride, dilation, padding, output_padding=None):
+    """Length of one output axis of a transposed convolution (Keras's formula); None for an unknown length.
+
+    With k_e = d (k - 1) + 1, the dilated window, and p = output_padding:
+        valid: (n - 1) s + k_e + p        (p = None: p = max(k_e, s) - k_e)
+        same:  (n - 1) s + k_e mod 2 + p  (p = None: n s)
+    It is a length whose convolution (same window, stride, dilation and
+    padding) has length n, so the transposed convolution maps a
+    convolution's output back to its input's shape. `n` may be a tensor.
+    """
+    if n is None:
+        return None
+    effective = dilation * (window - 1) + 1
+    if padding.lower() == "valid":
+        extra = max(effective, stride) - effective if output_padding is None else output_padding
+        return (n - 1) * stride + effective + extra
+    if output_padding is None:
+        return n * stride
+    return (n - 1) * stride + effective % 2 + output_padding
 
 
 def check_output_not_empty(layer_name, input_shape, out_spatial, window_name, window, lead=None):
@@ -112,17 +164,21 @@ def windowed_output_shape(layer, input_shape, window_name, window, dilations, ch
     return (input_shape[0], channels) + out_spatial
 
 
-# --- layout: every op computes on (batch, height, width, channels) -----------
+# --- layout: every op computes on (batch, *spatial, channels) ----------------
 
 
 class Layout(NamedTuple):
-    """How a layer's tensors map to the 4-D NHWC tensors the math runs on."""
+    """How a layer's tensors map to the channels-last tensors the math runs on.
 
-    rank: int  # 1 or 2 spatial axes
+    Ranks 1 and 2 run in NHWC (a 1-D input is an image of height 1), rank 3
+    in NDHWC; `to_nhwc` names the 2-D case, the most common.
+    """
+
+    rank: int  # 1, 2 or 3 spatial axes
     channels_first: bool
 
     def to_nhwc(self, x):
-        """(N, C, *spatial) or (N, *spatial, C) -> (N, H, W, C); H = 1 for rank 1."""
+        """(N, C, *spatial) or (N, *spatial, C) -> (N, H, W, C), H = 1 for rank 1; (N, D, H, W, C) for rank 3."""
         if self.channels_first:
             x = tf.transpose(x, (0,) + tuple(range(2, self.rank + 2)) + (1,))
         if self.rank == 1:
@@ -137,6 +193,6 @@ class Layout(NamedTuple):
             x = tf.transpose(x, (0, self.rank + 1) + tuple(range(1, self.rank + 1)))
         return x
 
-    def spatial_2d(self, values):
-        """Per-axis window sizes or strides lifted to 2 axes: (k,) -> (1, k)."""
-        return (1,) + tuple(values) if self.rank == 1 else tuple(values)
+    def spatial_2d(self, values, lift=1):
+        """Per-axis window sizes or strides on the math's axes: rank 1 lifted to 2, (k,) -> (lift, k); else as given."""
+        return (lift,) + tuple(values) if self.rank == 1 else tuple(values)

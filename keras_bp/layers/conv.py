@@ -1,13 +1,16 @@
-"""The convolution layers (Conv1D, Conv2D): one forward/backward pair for both ranks.
+"""The convolution layers (Conv1D, Conv2D, Conv3D): one forward/backward pair for every rank.
 
-Both layers run the same 2-D math on channels-last tensors. A Conv1D input
-`(batch, steps, channels)` is a 2-D image of height 1, `(batch, 1, steps,
-channels)`, and its kernel `(k, in/groups, filters)` a `(1, k, in/groups,
-filters)` kernel; channels_first inputs are transposed to channels_last
-inside the op, because TensorFlow's CPU convolution only supports NHWC (Keras
-transposes for pooling for the same reason). The layout changes
-(`keras_bp.layers._spatial.Layout`) are part of the op's forward, and undone
-on the gradients in its backward, so the whole layer is one hand-written op.
+Conv1D and Conv2D run the same 2-D math on channels-last tensors, Conv3D the
+same math on 5-D NDHWC tensors (the 3-D raw ops, picked by `_RAW_OPS`). A
+Conv1D input `(batch, steps, channels)` is a 2-D image of height 1,
+`(batch, 1, steps, channels)`, and its kernel `(k, in/groups, filters)` a
+`(1, k, in/groups, filters)` kernel; channels_first inputs are transposed to
+channels_last inside the op, because TensorFlow's CPU convolution only
+supports channels-last (Keras transposes for pooling for the same reason).
+The layout changes (`keras_bp.layers._spatial.Layout`) are part of the op's
+forward, and undone on the gradients in its backward, so the whole layer is
+one hand-written op. The transposed convolutions (conv_transpose.py) reuse
+this op with the three functions below in other roles.
 """
 
 from typing import Callable, NamedTuple
@@ -20,6 +23,9 @@ from keras_bp.core import manual_gradient
 from keras_bp.layers._kernel import KernelLayer
 from keras_bp.layers._spatial import (
     Layout,
+    check_filters,
+    check_strides_with_dilation,
+    spatial_names,
     standardize_data_format,
     standardize_padding,
     standardize_tuple,
@@ -30,13 +36,19 @@ from keras_bp.layers._spatial import (
 
 
 class ConvSpec(NamedTuple):
-    """Static arguments of a 2-D NHWC convolution (1-D ones already lifted)."""
+    """Static arguments of a channels-last convolution (NHWC, or NDHWC for rank 3; 1-D ones already lifted)."""
 
-    strides: tuple  # (sh, sw)
-    dilations: tuple  # (dh, dw)
-    padding: object  # "SAME", "VALID", or explicit [[0, 0], [t, b], [l, r], [0, 0]]
+    strides: tuple  # (sh, sw), or (sd, sh, sw)
+    dilations: tuple  # (dh, dw), or (dd, dh, dw)
+    padding: object  # "SAME", "VALID", or explicit [[0, 0], [t, b], [l, r], [0, 0]] (2-D only)
     groups: int
     xla: bool = False  # run under XLA whatever the above (a depthwise convolution with unequal strides)
+    output_padding: object = None  # a transposed convolution's: None, or one int >= 0 per spatial axis
+
+    @property
+    def rank(self):
+        """The number of spatial axes the math runs on: 2 (Conv1D and Conv2D) or 3."""
+        return len(self.strides)
 
     def tf_args(self):
         if isinstance(self.padding, str):
@@ -49,6 +61,14 @@ class ConvSpec(NamedTuple):
         )
 
 
+# The raw ops of each rank the math runs on, as (z, dL/dx, dL/dW): the same
+# sums, with one more spatial axis in 3-D (and the same arguments, by name).
+_RAW_OPS = {
+    2: (tf.raw_ops.Conv2D, tf.raw_ops.Conv2DBackpropInput, tf.raw_ops.Conv2DBackpropFilter),
+    3: (tf.raw_ops.Conv3D, tf.raw_ops.Conv3DBackpropInputV2, tf.raw_ops.Conv3DBackpropFilterV2),
+}
+
+
 def conv_forward(spec, x, kernel):
     """z = x (*) W, the cross-correlation of Keras's Conv layers.
 
@@ -57,9 +77,11 @@ def conv_forward(spec, x, kernel):
 
     x: (N, H, W, C_in)   kernel W: (kh, kw, C_in / groups, F)   z: (N, H', W', F)
     where g(f) = f // (F / groups) is filter f's group and C_g = C_in / groups.
+    In 3-D, one more spatial axis in front: x (N, D, H, W, C_in), W (kd, kh,
+    kw, C_in / groups, F), and a sum over it too (Conv3D).
     """
-    args = spec.tf_args()
-    return tf.raw_ops.Conv2D(input=x, filter=kernel, **args)
+    convolve, _, _ = _RAW_OPS[spec.rank]
+    return convolve(input=x, filter=kernel, **spec.tf_args())
 
 
 def conv_input_grad(spec, x_shape, kernel, dz):
@@ -70,10 +92,13 @@ def conv_input_grad(spec, x_shape, kernel, dz):
                          dz[n, i, j, f] * W[a, b, c mod C_g, f]
 
     dz: (N, H', W', F) -> dx: (N, H, W, C_in). This sum is what
-    Conv2DBackpropInput computes (a convolution of dz, dilated by the stride,
-    with the kernel flipped in space and transposed in its channel axes).
+    Conv2DBackpropInput (Conv3DBackpropInputV2 in 3-D) computes (a
+    convolution of dz, dilated by the stride, with the kernel flipped in
+    space and transposed in its channel axes). `x_shape` is x's shape, which
+    dz alone does not fix (a stride drops the last rows).
     """
-    return tf.raw_ops.Conv2DBackpropInput(input_sizes=x_shape, filter=kernel, out_backprop=dz, **spec.tf_args())
+    _, input_grad, _ = _RAW_OPS[spec.rank]
+    return input_grad(input_sizes=x_shape, filter=kernel, out_backprop=dz, **spec.tf_args())
 
 
 def conv_kernel_grad(spec, x, kernel_shape, dz):
@@ -83,9 +108,11 @@ def conv_kernel_grad(spec, x, kernel_shape, dz):
                          x_pad[n, s_h i + d_h a, s_w j + d_w b, g(f) C_g + c] * dz[n, i, j, f]
 
     x: (N, H, W, C_in), dz: (N, H', W', F) -> dW: (kh, kw, C_in / groups, F).
-    This sum is what Conv2DBackpropFilter computes.
+    This sum is what Conv2DBackpropFilter (Conv3DBackpropFilterV2 in 3-D)
+    computes.
     """
-    return tf.raw_ops.Conv2DBackpropFilter(input=x, filter_sizes=kernel_shape, out_backprop=dz, **spec.tf_args())
+    _, _, kernel_grad = _RAW_OPS[spec.rank]
+    return kernel_grad(input=x, filter_sizes=kernel_shape, out_backprop=dz, **spec.tf_args())
 
 
 def maybe_xla(fn, spec):
@@ -114,7 +141,7 @@ def lora_grads(lora_scale, lora_a, lora_b, dkernel):
 
 
 class ConvMath(NamedTuple):
-    """A convolution's forward and its two partials, each a function of NHWC tensors and a `ConvSpec`."""
+    """A convolution's forward and its two partials, each a function of channels-last tensors and a `ConvSpec`."""
 
     forward: Callable  # (spec, x, kernel) -> z
     input_grad: Callable  # (spec, x_shape, kernel, dz) -> dL/dx
@@ -127,8 +154,8 @@ CONV_MATH = ConvMath(conv_forward, conv_input_grad, conv_kernel_grad)
 class ConvSaved(NamedTuple):
     """What the convolution op's forward saves for its backward."""
 
-    x: tf.Tensor  # the NHWC input, for dW' = x (*) dz
-    kernel_2d: tf.Tensor  # W' = W (+ s A B with LoRA; a 1-D kernel lifted to 2-D), for dx
+    x: tf.Tensor  # the channels-last input, for dW' = x (*) dz
+    kernel: tf.Tensor  # W' = W (+ s A B with LoRA; a 1-D kernel lifted to 2-D), for dx
     has_bias: bool  # whether b was given (else db is None)
     lora_a: object  # A, for dB; None without LoRA
     lora_b: object  # B, for dA; None without LoRA
@@ -139,11 +166,13 @@ def conv_op(layout, spec, activation, lora_scale=None, math=CONV_MATH, kind="con
     """The Conv layer as one manual-gradient op: (x, kernel, bias, lora_a, lora_b) -> y.
 
     `math` is the convolution (x) and its partials (Conv's by default; the
-    depthwise convolution's for DepthwiseConv1D/2D, see depthwise_conv.py),
-    `kind` names the op; the layout, bias, activation and LoRA around it are
-    the same for both.
+    depthwise convolution's for DepthwiseConv1D/2D, see depthwise_conv.py;
+    the transposed convolution's, Conv's three functions in other roles, for
+    ConvXDTranspose, see conv_transpose.py), `kind` names the op; the
+    layout, bias, activation and LoRA around it are the same for all.
 
-    Forward (on NHWC tensors, see `Layout`), with s = lora_scale = lora_alpha / lora_rank:
+    Forward (on channels-last tensors, see `Layout`; 3-D ones have one more
+    spatial axis), with s = lora_scale = lora_alpha / lora_rank:
         W' = W + s A B             (kh, kw, C_g, F)   lora_product; W' = W without LoRA
         z = x (*) W' + b           (N, H', W', F)     conv_forward
         y = f(z)                                       activation's forward
@@ -170,19 +199,19 @@ def conv_op(layout, spec, activation, lora_scale=None, math=CONV_MATH, kind="con
         if lora_a is not None:
             kernel = kernel + lora_scale * lora_product(lora_a, lora_b)
         x = layout.to_nhwc(x)
-        kernel_2d = kernel[tf.newaxis] if layout.rank == 1 else kernel
-        z = forward_math(spec, x, kernel_2d)
+        kernel = kernel[tf.newaxis] if layout.rank == 1 else kernel
+        z = forward_math(spec, x, kernel)
         if bias is not None:
             # NOTE: BiasAdd, not +: the same sums, and grappler fuses Conv2D + BiasAdd (+ relu).
             z = tf.nn.bias_add(z, bias)
         y, activation_saved = activation.forward(z)
-        return layout.from_nhwc(y), ConvSaved(x, kernel_2d, bias is not None, lora_a, lora_b, activation_saved)
+        return layout.from_nhwc(y), ConvSaved(x, kernel, bias is not None, lora_a, lora_b, activation_saved)
 
     def backward(saved, dy):
-        x, kernel_2d = saved.x, saved.kernel_2d
+        x, kernel = saved.x, saved.kernel
         dz = activation.backward(saved.activation_saved, layout.to_nhwc(dy))
-        dx = input_grad(spec, tf.shape(x), kernel_2d, dz)
-        dkernel = kernel_grad(spec, x, tf.shape(kernel_2d), dz)
+        dx = input_grad(spec, tf.shape(x), kernel, dz)
+        dkernel = kernel_grad(spec, x, tf.shape(kernel), dz)
         if layout.rank == 1:
             dkernel = dkernel[0]
         dbias = tf.raw_ops.BiasAddGrad(out_backprop=dz) if saved.has_bias else None  # sum of dz over n, i, j
@@ -199,7 +228,7 @@ def conv_op(layout, spec, activation, lora_scale=None, math=CONV_MATH, kind="con
 
 
 class _Conv(KernelLayer):
-    """Shared body of Conv1D and Conv2D; `rank` is the number of spatial axes."""
+    """Shared body of Conv1D, Conv2D and Conv3D; `rank` is the number of spatial axes."""
 
     rank = None
 
@@ -230,11 +259,8 @@ class _Conv(KernelLayer):
             activity_regularizer, kernel_constraint, bias_constraint, lora_rank, lora_alpha, **kwargs,
         )
         rank = self.rank
+        self.filters = check_filters(filters)
         # Keras's words lead (see keras_bp._validation).
-        self.filters = check_positive_int(
-            "filters", filters,
-            lead=f"Invalid value for argument `filters`. Expected a strictly positive value. Received filters={filters}.",
-        )
         self.groups = check_positive_int(
             "groups", groups, lead=f"The number of groups must be a positive integer. Received: groups={groups}."
         )
@@ -249,14 +275,7 @@ class _Conv(KernelLayer):
         self.dilation_rate = standardize_tuple("dilation_rate", dilation_rate, rank)
         self.padding = standardize_padding(padding, ("valid", "same", "causal") if rank == 1 else ("valid", "same"))
         self.data_format = standardize_data_format(data_format)
-        if max(self.strides) > 1 and max(self.dilation_rate) > 1:
-            # Keras raises the same: TensorFlow's convolution has no such mode.
-            raise ValueError(
-                "strides > 1 is not supported together with dilation_rate > 1, "
-                f"received: strides={self.strides}, dilation_rate={self.dilation_rate}. "
-                "`strides > 1` not supported in conjunction with `dilation_rate > 1`. "
-                f"Received: strides={self.strides} and dilation_rate={self.dilation_rate}"
-            )
+        check_strides_with_dilation(self.strides, self.dilation_rate)
         self.input_spec = keras.layers.InputSpec(ndim=rank + 2)
 
         self._layout = Layout(rank, self.data_format == "channels_first")
@@ -321,7 +340,7 @@ _CONV_DOC = """{rank}-D convolution layer with a hand-derived backward pass.
 
     Drop-in for `keras.layers.Conv{rank}D`: same arguments, defaults, weights
     (`kernel` of shape `kernel_size + (input_channels // groups, filters)`,
-    then `bias` of shape `(filters,)`) and outputs. The forward and backward
+    then `bias` of shape `(filters,)`) and outputs.{runs_as} The forward and backward
     are `conv_op` (derivation in its docstring and in `conv_forward`,
     `conv_input_grad`, `conv_kernel_grad`); the activation's derivative is
     fused into the backward, except softmax's and sigmoid's, which run after
@@ -364,7 +383,8 @@ _CONV_DOC = """{rank}-D convolution layer with a hand-derived backward pass.
         `(batch, channels, {spatial})` for channels_first.
 
     Output shape:
-        `(batch, {new_spatial}, filters)` or `(batch, filters, {new_spatial})`.
+        `(batch, {new_spatial}, filters)`
+        or `(batch, filters, {new_spatial})`.
     """
 
 
@@ -372,14 +392,21 @@ _CAUSAL_DOC = """ `"causal"` pads `dilation_rate * (kernel_size - 1)`
             steps on the left, so output t sees inputs up to t only."""
 
 
+_RUNS_AS = {
+    1: "\n    It runs as a Conv2D of height 1.",
+    2: "",
+    3: "\n    It runs on NDHWC tensors (Conv3D and its two backprop ops).",
+}
+
+
 def _conv_doc(rank):
+    spatial, new_spatial = spatial_names(rank), spatial_names(rank, "new_")
     if rank == 1:
-        return _CONV_DOC.format(
-            rank=1, paddings='`"valid"`, `"same"` or `"causal"`', causal=_CAUSAL_DOC,
-            spatial="steps", new_spatial="new_steps",
-        )
+        paddings, causal = '`"valid"`, `"same"` or `"causal"`', _CAUSAL_DOC
+    else:
+        paddings, causal = '`"valid"` or `"same"`', ""
     return _CONV_DOC.format(
-        rank=2, paddings='`"valid"` or `"same"`', causal="", spatial="height, width", new_spatial="new_height, new_width"
+        rank=rank, paddings=paddings, causal=causal, spatial=spatial, new_spatial=new_spatial, runs_as=_RUNS_AS[rank]
     )
 
 
@@ -394,3 +421,9 @@ class Conv2D(_Conv):
     __doc__ = _conv_doc(2)
     rank = 2
 
+
+
+@keras.saving.register_keras_serializable(package="keras_bp")
+class Conv3D(_Conv):
+    __doc__ = _conv_doc(3)
+    rank = 3

@@ -1,10 +1,13 @@
 """The pooling layers: a max or an average, over windows or over all positions.
 
-The windowed layers share one pair per mode, run on NHWC tensors like the
-convolutions (`keras_bp.layers._spatial.Layout`: a 1-D input is an image of
-height 1, channels_first is transposed inside the op). The global layers
-reduce over the spatial axes in the layer's own layout.
+The windowed layers share one pair per mode, run on channels-last tensors
+like the convolutions (`keras_bp.layers._spatial.Layout`: a 1-D input is an
+image of height 1, a 3-D one is NDHWC, channels_first is transposed inside
+the op). The global layers reduce over the spatial axes in the layer's own
+layout.
 """
+
+from typing import NamedTuple
 
 import keras
 import tensorflow as tf
@@ -12,6 +15,7 @@ import tensorflow as tf
 from keras_bp.core import manual_gradient
 from keras_bp.layers._spatial import (
     Layout,
+    spatial_names,
     standardize_data_format,
     standardize_padding,
     standardize_tuple,
@@ -23,7 +27,72 @@ from keras_bp.layers._stateless import build_at_init
 
 
 def _pool_args(pool_size, strides, padding):
-    return dict(ksize=[1, *pool_size, 1], strides=[1, *strides, 1], padding=padding)
+    # NOTE: the data format is given, though it is the default: TensorFlow's
+    # eager gradient of MaxPool3D reads it from the op and fails without it.
+    data_format = "NDHWC" if len(pool_size) == 3 else "NHWC"
+    return dict(ksize=[1, *pool_size, 1], strides=[1, *strides, 1], padding=padding, data_format=data_format)
+
+
+def _max_pool_grad(x, y, dy, **args):
+    """MaxPoolGrad or MaxPool3DGrad, by rank: dL/dx from x, y = maxpool(x) and dy."""
+    grad = tf.raw_ops.MaxPool3DGrad if x.shape.rank == 5 else tf.raw_ops.MaxPoolGrad
+    return grad(orig_input=x, orig_output=y, grad=dy, **args)
+
+
+def _average_pool_grad(x_shape, dy, **args):
+    """AvgPoolGrad or AvgPool3DGrad, by rank: dL/dx from x's shape and dy."""
+    grad = tf.raw_ops.AvgPool3DGrad if dy.shape.rank == 5 else tf.raw_ops.AvgPoolGrad
+    return grad(orig_input_shape=x_shape, grad=dy, **args)
+
+
+# --- float64 and float16 3-D pooling, as two 2-D poolings -----------------
+# NOTE: TensorFlow's 3-D pooling ops take no float64, and have no float16
+# kernel on CPU (Keras's 3-D pooling layers fail in both there); ours pool
+# such an input as two 2-D poolings, which
+# compute the same numbers: a (kd, kh, kw) box is a depth range times a
+# (kh, kw) window, so its max is the max over depth of each depth slice's
+# window max, and its mean the mean over depth of the slices' window means
+# (with 'same' padding the box's count of input elements is the product of
+# the counts along depth and in the window, so the edge means factor too).
+
+
+class _SlicesSaved(NamedTuple):
+    """What the 3-D pooling by slices saves: both stages' inputs and outputs, as the 2-D ops see them."""
+
+    slices: tf.Tensor  # x as depth slices, (N D, H, W, C)
+    u: tf.Tensor  # each slice pooled over (h, w), (N D, H', W', C)
+    u_by_depth: tf.Tensor  # u with depth as the pooled axis, (N, D, H' W', C)
+    y_by_depth: tf.Tensor  # u_by_depth pooled over depth, (N, D', H' W', C)
+
+
+def _pool_by_slices(pool, x, pool_size, strides, padding):
+    """y = pool over depth of (pool over (h, w) of each depth slice of x); `pool` is the 2-D pool."""
+    (kd, *window), (sd, *window_strides) = pool_size, strides
+    n, depth, c = tf.shape(x)[0], tf.shape(x)[1], tf.shape(x)[4]
+    slices = tf.reshape(x, tf.concat([[-1], tf.shape(x)[2:]], 0))
+    u = pool(slices, [1, *window, 1], [1, *window_strides, 1], padding)
+    u_by_depth = tf.reshape(u, [n, depth, -1, c])
+    y_by_depth = pool(u_by_depth, [1, kd, 1, 1], [1, sd, 1, 1], padding)
+    y = tf.reshape(y_by_depth, tf.concat([[n, -1], tf.shape(u)[1:]], 0))
+    return y, _SlicesSaved(slices, u, u_by_depth, y_by_depth)
+
+
+def _pool_grad_by_slices(grad, saved, dy, x_shape, pool_size, strides, padding):
+    """dL/dx of `_pool_by_slices`: each stage's 2-D gradient, the depth stage's first (the chain rule).
+
+    `grad(x, y, dy, **args)` is the 2-D pool's gradient; du is the depth
+    stage's gradient, routed back through each slice's (h, w) windows.
+    """
+    (kd, *window), (sd, *window_strides) = pool_size, strides
+    dy_by_depth = tf.reshape(dy, tf.shape(saved.y_by_depth))
+    du_by_depth = grad(saved.u_by_depth, saved.y_by_depth, dy_by_depth, **_pool_args((kd, 1), (sd, 1), padding))
+    du = tf.reshape(du_by_depth, tf.shape(saved.u))
+    dslices = grad(saved.slices, saved.u, du, **_pool_args(window, window_strides, padding))
+    return tf.reshape(dslices, x_shape)
+
+
+def _by_slices(x):
+    return x.shape.rank == 5 and x.dtype in (tf.float64, tf.float16)
 
 
 def max_pool_op(layout, pool_size, strides, padding):
@@ -43,20 +112,31 @@ def max_pool_op(layout, pool_size, strides, padding):
     goes to the first of them in row-major order (top row first, then left to
     right), as TensorFlow's own gradient does (MaxPoolGrad, on CPU and under
     XLA; tests/test_conv.py checks it). MaxPoolGrad computes exactly the sum
-    above from x, y and dy.
+    above from x, y and dy; in 3-D (x: (N, D, H, W, C), windows over depth
+    too) MaxPool3DGrad does, with one difference TensorFlow has: on CPU it
+    gives each tied max the window's whole gradient (under XLA, the first
+    in (depth, height, width) order gets it). Ours calls the same op, so it
+    ties as Keras's does wherever it runs; a float16 or float64 3-D input,
+    pooled by slices (below), sends it to the first, as XLA does.
 
-    Saves x and y.
+    Saves x and y (a float64 or float16 3-D input: both stages', see `_pool_by_slices`).
     """
     args = _pool_args(pool_size, strides, padding)
 
     def forward(x):
         x = layout.to_nhwc(x)
-        y = tf.nn.max_pool2d(x, args["ksize"], args["strides"], padding)
+        if _by_slices(x):
+            y, saved = _pool_by_slices(tf.nn.max_pool2d, x, pool_size, strides, padding)
+            return layout.from_nhwc(y), (tf.shape(x), saved)
+        y = tf.nn.max_pool(x, **args)
         return layout.from_nhwc(y), (x, y)
 
     def backward(saved, dy):
-        x, y = saved
-        dx = tf.raw_ops.MaxPoolGrad(orig_input=x, orig_output=y, grad=layout.to_nhwc(dy), **args)
+        dy = layout.to_nhwc(dy)
+        if isinstance(saved[1], _SlicesSaved):
+            dx = _pool_grad_by_slices(_max_pool_grad, saved[1], dy, saved[0], pool_size, strides, padding)
+        else:
+            dx = _max_pool_grad(*saved, dy, **args)
         return layout.from_nhwc(dx)
 
     return manual_gradient(forward, backward, name=f"max_pool{layout.rank}d")
@@ -74,18 +154,31 @@ def average_pool_op(layout, pool_size, strides, padding):
     that window's upstream gradient divided by the window's size:
         dx[n, p, q, c] = sum over windows w containing (p, q) of dy[n, w, c] / |w|
 
-    AvgPoolGrad computes exactly this sum (it needs only x's shape). Saves
-    nothing but that shape.
+    AvgPoolGrad computes exactly this sum (it needs only x's shape), and
+    AvgPool3DGrad in 3-D (x: (N, D, H, W, C), windows over depth too). Saves
+    nothing but that shape (a float64 or float16 3-D input: both stages'
+    tensors, see `_pool_by_slices`).
     """
     args = _pool_args(pool_size, strides, padding)
 
+    def by_slices_grad(x, y, dy, **args):
+        return _average_pool_grad(tf.shape(x), dy, **args)
+
     def forward(x):
         x = layout.to_nhwc(x)
-        y = tf.nn.avg_pool2d(x, args["ksize"], args["strides"], padding)
-        return layout.from_nhwc(y), tf.shape(x)
+        if _by_slices(x):
+            y, saved = _pool_by_slices(tf.nn.avg_pool2d, x, pool_size, strides, padding)
+            return layout.from_nhwc(y), (tf.shape(x), saved)
+        y = tf.nn.avg_pool(x, **args)
+        return layout.from_nhwc(y), (tf.shape(x), None)
 
-    def backward(x_shape, dy):
-        dx = tf.raw_ops.AvgPoolGrad(orig_input_shape=x_shape, grad=layout.to_nhwc(dy), **args)
+    def backward(saved, dy):
+        x_shape, slices_saved = saved
+        dy = layout.to_nhwc(dy)
+        if slices_saved is not None:
+            dx = _pool_grad_by_slices(by_slices_grad, slices_saved, dy, x_shape, pool_size, strides, padding)
+        else:
+            dx = _average_pool_grad(x_shape, dy, **args)
         return layout.from_nhwc(dx)
 
     return manual_gradient(forward, backward, name=f"average_pool{layout.rank}d")
@@ -143,15 +236,17 @@ _POOL_DOC = """{mode} pooling over {rank}-D windows, with a hand-derived backwar
             `"channels_first"`.
 
     Input shape:
-        `(batch, {spatial}, channels)` or `(batch, channels, {spatial})`.
+        `(batch, {spatial}, channels)`
+        or `(batch, channels, {spatial})`.
 
     Output shape:
-        `(batch, {pooled}, channels)` or `(batch, channels, {pooled})`.
+        `(batch, {pooled}, channels)`
+        or `(batch, channels, {pooled})`.
     """
 
 
 def _pool_doc(mode, rank, name, op):
-    spatial, pooled = ("steps", "pooled_steps") if rank == 1 else ("height, width", "pooled_height, pooled_width")
+    spatial, pooled = spatial_names(rank), spatial_names(rank, "pooled_")
     return _POOL_DOC.format(mode=mode, rank=rank, name=name, op=op, spatial=spatial, pooled=pooled)
 
 
@@ -177,6 +272,15 @@ class MaxPooling2D(_Pooling):
 
 
 @keras.saving.register_keras_serializable(package="keras_bp")
+class MaxPooling3D(_Pooling):
+    __doc__ = _pool_doc("Max", 3, "MaxPooling3D", "max_pool_op")
+    rank, make_op = 3, staticmethod(max_pool_op)
+
+    def __init__(self, pool_size=(2, 2, 2), strides=None, padding="valid", data_format=None, name=None, **kwargs):
+        super().__init__(pool_size, strides, padding, data_format, name=name, **kwargs)
+
+
+@keras.saving.register_keras_serializable(package="keras_bp")
 class AveragePooling1D(_Pooling):
     __doc__ = _pool_doc("Average", 1, "AveragePooling1D", "average_pool_op")
     rank, make_op = 1, staticmethod(average_pool_op)
@@ -186,6 +290,12 @@ class AveragePooling1D(_Pooling):
 class AveragePooling2D(_Pooling):
     __doc__ = _pool_doc("Average", 2, "AveragePooling2D", "average_pool_op")
     rank, make_op = 2, staticmethod(average_pool_op)
+
+
+@keras.saving.register_keras_serializable(package="keras_bp")
+class AveragePooling3D(_Pooling):
+    __doc__ = _pool_doc("Average", 3, "AveragePooling3D", "average_pool_op")
+    rank, make_op = 3, staticmethod(average_pool_op)
 
 
 # --- global pooling ---------------------------------------------------------
@@ -295,7 +405,8 @@ _GLOBAL_DOC = """Global {mode} pooling over the {what}, with a hand-derived back
         keepdims: Keep the pooled spatial axes with length 1.
 
     Input shape:
-        `(batch, {spatial}, channels)` or `(batch, channels, {spatial})`.
+        `(batch, {spatial}, channels)`
+        or `(batch, channels, {spatial})`.
 
     Output shape:
         `(batch, channels)`, or with keepdims the input's rank with each
@@ -311,7 +422,8 @@ _MASK_DOC = """
 
 
 def _global_doc(mode, rank, name, op, extra=""):
-    what, spatial = ("steps", "steps") if rank == 1 else ("height and width", "height, width")
+    what = {1: "steps", 2: "height and width", 3: "three spatial axes"}[rank]
+    spatial = spatial_names(rank)
     return _GLOBAL_DOC.format(mode=mode, what=what, name=name, op=op, spatial=spatial, extra=extra)
 
 
@@ -353,3 +465,18 @@ class GlobalMaxPooling1D(_GlobalPooling):
 class GlobalMaxPooling2D(_GlobalPooling):
     __doc__ = _global_doc("max", 2, "GlobalMaxPooling2D", "global_max_pool_op")
     rank, mode = 2, "max"
+
+
+@keras.saving.register_keras_serializable(package="keras_bp")
+class GlobalAveragePooling3D(_GlobalPooling):
+    __doc__ = _global_doc("average", 3, "GlobalAveragePooling3D", "global_average_pool_op")
+    rank, mode = 3, "average"
+
+    def call(self, inputs):
+        return self._op(inputs, None)
+
+
+@keras.saving.register_keras_serializable(package="keras_bp")
+class GlobalMaxPooling3D(_GlobalPooling):
+    __doc__ = _global_doc("max", 3, "GlobalMaxPooling3D", "global_max_pool_op")
+    rank, mode = 3, "max"
