@@ -281,7 +281,7 @@ def convert(model, verbose=False, return_report=False):
       conversion (sublayers made in `build` stay the copy's own, weights
       copied).
 
-    Keras's other layers (Lambda, Conv3D, ...) are cloned as they
+    Keras's other layers (Lambda, RMSNormalization, ...) are cloned as they
     are, without descending into them. A layer used twice stays one layer
     used twice. Weights are copied, so the converted model gives the same
     predictions and gradients, now through the hand-derived backward passes,
