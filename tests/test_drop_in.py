@@ -188,3 +188,33 @@ def test_symbolic_sparse_input_gives_a_sparse_symbolic_output(make):
     inputs = keras.Input((3, 5), sparse=True)
     assert make()(inputs).sparse
     assert not make()(keras.Input((3, 5))).sparse
+
+
+# Where our constructor's parameters differ from Keras's, and why.
+_SIGNATURE_DIFFERENCES = {
+    # Keras's Conv layers take LoRA's arguments through **kwargs (BaseConv's); ours name them.
+    "Conv1D": ({"lora_rank", "lora_alpha"}, set()),
+    "Conv2D": ({"lora_rank", "lora_alpha"}, set()),
+    "Conv3D": ({"lora_rank", "lora_alpha"}, set()),
+    # Quantization's arguments are refused through **kwargs with Keras's error (keras_bp/layers/_quantization.py).
+    "Dense": (set(), {"quantization_config"}),
+    "Embedding": (set(), {"quantization_config"}),
+    "EinsumDense": (set(), {"quantization_config", "gptq_unpacked_column_size"}),
+}
+
+
+@pytest.mark.parametrize("name", layers.__all__)
+def test_constructor_parameters_are_kerass_in_keras_order(name):
+    import inspect
+
+    ours = inspect.signature(getattr(layers, name).__init__).parameters
+    theirs = inspect.signature(getattr(keras.layers, name).__init__).parameters
+    extra, missing = _SIGNATURE_DIFFERENCES.get(name, (set(), set()))
+    assert set(ours) - set(theirs) == extra and set(theirs) - set(ours) == missing
+    shared = [p for p in theirs if p in ours]
+    assert [p for p in ours if p in theirs] == shared
+    for p in shared:
+        a, b = ours[p].default, theirs[p].default
+        # An int default for a per-axis tuple (Conv2D's strides=1 for Keras's (1, 1)) is the same argument.
+        same_per_axis = isinstance(a, int) and isinstance(b, tuple) and b == (a,) * len(b)
+        assert a == b or same_per_axis, (p, ours[p], theirs[p])

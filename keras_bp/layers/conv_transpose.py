@@ -305,9 +305,17 @@ class Conv2DTranspose(_ConvTranspose):
     rank = 2
 
     def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", output_padding=None, data_format=None,
-                 dilation_rate=(1, 1), *args, **kwargs):
-        super().__init__(filters, kernel_size, strides, padding, output_padding, data_format, dilation_rate,
-                         *args, **kwargs)
+                 dilation_rate=(1, 1), activation=None, use_bias=True,
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros", kernel_regularizer=None,
+                 bias_regularizer=None, activity_regularizer=None, kernel_constraint=None, bias_constraint=None,
+                 **kwargs):
+        super().__init__(
+            filters, kernel_size, strides, padding, output_padding, data_format, dilation_rate,
+            activation=activation, use_bias=use_bias, kernel_initializer=kernel_initializer,
+            bias_initializer=bias_initializer, kernel_regularizer=kernel_regularizer, bias_regularizer=bias_regularizer,
+            activity_regularizer=activity_regularizer, kernel_constraint=kernel_constraint,
+            bias_constraint=bias_constraint, **kwargs,
+        )
 
 
 @keras.saving.register_keras_serializable(package="keras_bp")
@@ -317,6 +325,14 @@ class Conv3DTranspose(_ConvTranspose):
 
     # Keras's order: data_format before output_padding (Conv1D/2DTranspose have them the other way round).
     def __init__(self, filters, kernel_size, strides=(1, 1, 1), padding="valid", data_format=None,
-                 output_padding=None, dilation_rate=(1, 1, 1), *args, **kwargs):
-        super().__init__(filters, kernel_size, strides, padding, output_padding, data_format, dilation_rate,
-                         *args, **kwargs)
+                 output_padding=None, dilation_rate=(1, 1, 1), activation=None, use_bias=True,
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros", kernel_regularizer=None,
+                 bias_regularizer=None, activity_regularizer=None, kernel_constraint=None, bias_constraint=None,
+                 **kwargs):
+        super().__init__(
+            filters, kernel_size, strides, padding, output_padding, data_format, dilation_rate,
+            activation=activation, use_bias=use_bias, kernel_initializer=kernel_initializer,
+            bias_initializer=bias_initializer, kernel_regularizer=kernel_regularizer, bias_regularizer=bias_regularizer,
+            activity_regularizer=activity_regularizer, kernel_constraint=kernel_constraint,
+            bias_constraint=bias_constraint, **kwargs,
+        )
