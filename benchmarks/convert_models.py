@@ -325,7 +325,7 @@ def float64_twin(build, original):
         twin = build()
     finally:
         keras.config.set_dtype_policy(policy)
-    assert all(v.dtype == "float64" for v in twin.weights)
+    assert all(v.dtype == "float64" for v in twin.trainable_variables)
     twin.set_weights(original.get_weights())
     return twin
 

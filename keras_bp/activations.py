@@ -114,6 +114,17 @@ def _plain_relu_backward(y, dy):
     return tf.raw_ops.ReluGrad(gradients=dy, features=y)
 
 
+def _relu6_forward(z):
+    y = tf.nn.relu6(z)
+    return y, y
+
+
+def _relu6_backward(y, dy):
+    # NOTE: 0 < y < 6 iff 0 < z < 6, so the output serves as the mask (TF does the same):
+    # Relu6Grad is dy * [0 < y < 6] in one fused kernel (no gradient at z = 0 or 6, as relu6's).
+    return tf.raw_ops.Relu6Grad(gradients=dy, features=y)
+
+
 @functools.lru_cache(maxsize=None)
 def _relu_pair(negative_slope=0.0, max_value=None, threshold=0.0):
     """ReLU with Keras's negative_slope a, max_value m, threshold t."""
@@ -123,6 +134,8 @@ def _relu_pair(negative_slope=0.0, max_value=None, threshold=0.0):
         return ActivationPair("relu", _plain_relu_forward, _plain_relu_backward, config)
     if a != 0 and m is None and t == 0:
         return _leaky_relu_pair(a)._replace(name="relu", config=config)
+    if a == 0 and m == 6 and t == 0:
+        return ActivationPair("relu", _relu6_forward, _relu6_backward, config)
 
     def forward(z):
         # The forward is Keras's own formula (keras.activations.relu).
