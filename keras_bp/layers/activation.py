@@ -115,22 +115,25 @@ class LeakyReLU(_ActivationLayer):
 
 def prelu_forward(x, alpha):
     """y = relu(x) - alpha relu(-x), Keras's formula (alpha broadcast over the batch and shared axes)."""
-    y = tf.nn.relu(x) - alpha * tf.nn.relu(-x)
-    return y, (x, alpha)
+    negative = tf.nn.relu(-x)
+    y = tf.nn.relu(x) - alpha * negative
+    return y, (x, negative, alpha)
 
 
 def prelu_backward(saved, dy):
-    """The slope is 1 above 0, alpha below, 0 at 0 itself (relu's gradient there); alpha's is min(x, 0).
+    """The slope is 1 above 0, alpha below, 0 at 0 itself (relu's gradient there); alpha's is -relu(-x).
 
-        dx     = dy * ([x > 0] + alpha [x < 0])                         (input's shape)
-        dalpha = sum over the batch and shared axes of dy * min(x, 0)    (alpha's shape)
+        dx     = dy [x > 0] + alpha dy [x < 0]                              (input's shape)
+        dalpha = -sum over the batch and shared axes of dy relu(-x)        (alpha's shape)
+
+    dy [x > 0] and dy [x < 0] are relu's backward at x and at -x (ReluGrad,
+    one fused kernel each; relu(-x) > 0 iff x < 0).
     """
-    x, alpha = saved
-    dx = dy * (tf.cast(x > 0, dy.dtype) + alpha * tf.cast(x < 0, dy.dtype))
-    dalpha = dy * tf.minimum(x, 0.0)
+    x, negative, alpha = saved
+    dx = tf.raw_ops.ReluGrad(gradients=dy, features=x) + alpha * tf.raw_ops.ReluGrad(gradients=dy, features=negative)
     # alpha has no batch axis and 1 on the shared ones: sum those away.
     broadcast = [0] + [i + 1 for i, size in enumerate(alpha.shape) if size == 1]
-    dalpha = tf.reshape(tf.reduce_sum(dalpha, axis=broadcast, keepdims=True), tf.shape(alpha))
+    dalpha = -tf.reshape(tf.reduce_sum(dy * negative, axis=broadcast, keepdims=True), tf.shape(alpha))
     return dx, dalpha
 
 
