@@ -134,3 +134,70 @@ def alternating_pair_ratios(first, second, rounds, calls, warmup=2):
         "first_s": statistics.median(walls["first"]),
         "second_s": statistics.median(walls["second"]),
     }
+
+
+# --- the cost of a callback on `fit` ----------------------------------------------
+
+
+def hook_timed(callback_class):
+    """A subclass of `callback_class` adding up the wall and CPU time spent in its own hooks.
+
+    `hook_s` and `hook_cpu_s` total every hook; `first_s` is the wall time of
+    `on_train_begin` (the audit's and the monitor's first check, tracing included).
+    """
+
+    class HookTimed(callback_class):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.hook_s = self.hook_cpu_s = self.first_s = 0.0
+
+        def _timed(self, hook, *args):
+            start, start_cpu = time.perf_counter(), time.process_time()
+            try:
+                return hook(*args)
+            finally:
+                self.hook_s += time.perf_counter() - start
+                self.hook_cpu_s += time.process_time() - start_cpu
+
+        def on_train_begin(self, logs=None):
+            start = time.perf_counter()
+            self._timed(super().on_train_begin, logs)
+            self.first_s = time.perf_counter() - start
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._timed(super().on_epoch_begin, epoch, logs)
+
+        def on_train_batch_end(self, batch, logs=None):
+            self._timed(super().on_train_batch_end, batch, logs)
+
+        def on_epoch_end(self, epoch, logs=None):
+            self._timed(super().on_epoch_end, epoch, logs)
+
+    HookTimed.__name__ = f"HookTimed{callback_class.__name__}"
+    return HookTimed
+
+
+def fit_time(make_model, x, y, epochs, batch_size, callback):
+    """One fit on a fresh model: (wall s, CPU s) to the end of training, and wall s of the teardown after it.
+
+    The end of training is noted by a callback after `callback`, before `fit`
+    tears down its data iterator (whose teardown sometimes blocks for seconds
+    on either side: see audit_overhead.py).
+    """
+    import gc
+
+    import keras
+
+    class TrainEnd(keras.callbacks.Callback):
+        def on_train_end(self, logs=None):
+            self.wall, self.cpu = time.perf_counter(), time.process_time()
+
+    model = make_model()
+    end = TrainEnd()
+    callbacks = ([callback] if callback is not None else []) + [end]
+    # The previous run's model and traced functions are garbage by now;
+    # collected here, untimed, they land on neither side's time.
+    gc.collect()
+    start, start_cpu = time.perf_counter(), time.process_time()
+    model.fit(x, y, batch_size=batch_size, epochs=epochs, callbacks=callbacks, verbose=0)
+    return end.wall - start, end.cpu - start_cpu, time.perf_counter() - end.wall

@@ -36,10 +36,8 @@ time, so every=100 costs 1 to 2% of the steps.
 """
 
 import argparse
-import gc
 import os
 import statistics
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -47,33 +45,11 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import keras_bp  # noqa: E402
+from _common import fit_time, hook_timed  # noqa: E402  (benchmarks/, the script's folder)
 from keras_bp.callbacks import GradientAudit  # noqa: E402
 
 
-class _TimedAudit(GradientAudit):
-    """Accumulates the time spent in the audit's own hooks (wall and CPU)."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.hook_s = 0.0
-        self.hook_cpu_s = 0.0
-
-    def _timed(self, hook, *args):
-        start, start_cpu = time.perf_counter(), time.process_time()
-        try:
-            return hook(*args)
-        finally:
-            self.hook_s += time.perf_counter() - start
-            self.hook_cpu_s += time.process_time() - start_cpu
-
-    def on_train_begin(self, logs=None):
-        start = time.perf_counter()
-        self._timed(super().on_train_begin, logs)
-        # The first audit: tracing its function once, then one audit.
-        self.first_audit_s = time.perf_counter() - start
-
-    def on_train_batch_end(self, batch, logs=None):
-        self._timed(super().on_train_batch_end, batch, logs)
+_TimedAudit = hook_timed(GradientAudit)
 
 
 def _data(n, seed=0):
@@ -106,24 +82,8 @@ def _model(seed=0):
     return model
 
 
-class _TrainEnd(keras.callbacks.Callback):
-    """Notes the time at the end of training, before `fit` tears down its data iterator."""
-
-    def on_train_end(self, logs=None):
-        self.wall, self.cpu = time.perf_counter(), time.process_time()
-
-
 def _fit_time(x, y, epochs, batch_size, audit):
-    """One fit on a fresh model: (wall s, CPU s) to the end of training, and wall s of the teardown after it."""
-    model = _model()
-    end = _TrainEnd()
-    callbacks = ([audit] if audit is not None else []) + [end]
-    # The previous run's model and traced functions are garbage by now;
-    # collected here, untimed, they land on neither side's time.
-    gc.collect()
-    start, start_cpu = time.perf_counter(), time.process_time()
-    model.fit(x, y, batch_size=batch_size, epochs=epochs, callbacks=callbacks, verbose=0)
-    return end.wall - start, end.cpu - start_cpu, time.perf_counter() - end.wall
+    return fit_time(_model, x, y, epochs, batch_size, audit)
 
 
 def main(quick=False, examples=None, epochs=None, pairs=None, every=100, audit_batch=32, batch_size=32):
@@ -163,7 +123,7 @@ def main(quick=False, examples=None, epochs=None, pairs=None, every=100, audit_b
         hook_ratios.append(1.0 + audit.hook_s / t_plain[0])
         hook_cpu_ratios.append(1.0 + audit.hook_cpu_s / t_plain[1])
         hook_s.append(audit.hook_s)
-        first_audit_s.append(audit.first_audit_s)
+        first_audit_s.append(audit.first_s)
         audits = len(audit.records)
     return {
         "data": source,

@@ -28,11 +28,9 @@ step and a half, plus the record in NumPy.
 """
 
 import argparse
-import gc
 import os
 import statistics
 import sys
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -41,54 +39,21 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "examples"))
 
 import keras  # noqa: E402
 
-from audit_overhead import _data, _TrainEnd  # noqa: E402
+from _common import fit_time, hook_timed  # noqa: E402
+from audit_overhead import _data  # noqa: E402
 from keras_bp.callbacks import GradientMonitor  # noqa: E402
 from mnist import build_model  # noqa: E402  (examples/mnist.py)
 
 
-class _TimedMonitor(GradientMonitor):
-    """Accumulates the time spent in the monitor's own hooks (wall and CPU)."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.hook_s = 0.0
-        self.hook_cpu_s = 0.0
-        self.first_check_s = 0.0
-
-    def _timed(self, hook, *args):
-        start, start_cpu = time.perf_counter(), time.process_time()
-        try:
-            return hook(*args)
-        finally:
-            self.hook_s += time.perf_counter() - start
-            self.hook_cpu_s += time.process_time() - start_cpu
-
-    def on_train_begin(self, logs=None):
-        start = time.perf_counter()
-        self._timed(super().on_train_begin, logs)
-        # The first check: tracing its function once, then one check.
-        self.first_check_s = time.perf_counter() - start
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._timed(super().on_epoch_begin, epoch, logs)
-
-    def on_train_batch_end(self, batch, logs=None):
-        self._timed(super().on_train_batch_end, batch, logs)
-
-    def on_epoch_end(self, epoch, logs=None):
-        self._timed(super().on_epoch_end, epoch, logs)
+_TimedMonitor = hook_timed(GradientMonitor)
 
 
 def _fit_time(x, y, epochs, batch_size, monitor):
-    """One fit on a fresh model: (wall s, CPU s) to the end of training, and wall s of the teardown after it."""
-    keras.utils.set_random_seed(0)
-    model = build_model()
-    end = _TrainEnd()
-    callbacks = ([monitor] if monitor is not None else []) + [end]
-    gc.collect()  # the previous run's garbage lands on neither side
-    start, start_cpu = time.perf_counter(), time.process_time()
-    model.fit(x, y, batch_size=batch_size, epochs=epochs, callbacks=callbacks, verbose=0)
-    return end.wall - start, end.cpu - start_cpu, time.perf_counter() - end.wall
+    def make_model():
+        keras.utils.set_random_seed(0)
+        return build_model()
+
+    return fit_time(make_model, x, y, epochs, batch_size, monitor)
 
 
 def main(quick=False, examples=None, epochs=None, pairs=None, every=100, monitor_batch=32, batch_size=32):
@@ -124,7 +89,7 @@ def main(quick=False, examples=None, epochs=None, pairs=None, every=100, monitor
                 "hook_ratio": 1.0 + monitor.hook_s / plain[0],
                 "hook_cpu_ratio": 1.0 + monitor.hook_cpu_s / plain[1],
                 "hook_s": monitor.hook_s,
-                "first_check_s": monitor.first_check_s,
+                "first_check_s": monitor.first_s,
             }
         )
     medians = {key: statistics.median(r[key] for r in rows) for key in rows[0] if key.endswith("ratio")}
