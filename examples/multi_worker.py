@@ -167,12 +167,20 @@ def train(args, name, results_dir):
     with open(os.path.join(results_dir, f"{name}.json"), "w") as f:
         json.dump(numbers, f)
     if multi_worker:
-        barrier(strategy)
+        barrier(strategy, results_dir)
     print(f"{name}: done", flush=True)
 
 
-def barrier(strategy):
-    """A last all-reduce across the workers: none leaves while another still needs it."""
+def barrier(strategy, results_dir, seconds=60):
+    """None leaves while another still needs it: a last all-reduce, then a mark per worker in results_dir.
+
+    The all-reduce alone is not enough: a worker that has its result may
+    still be serving a peer's last receive of that same all-reduce, and if it
+    exits then, the peer fails with gRPC's "Socket closed". So each worker,
+    once its all-reduce has returned, writes `.done_<task>` and waits (up to
+    `seconds`) until every worker's mark is there: by then every all-reduce
+    has returned everywhere.
+    """
     import tensorflow as tf
 
     def one():
@@ -183,6 +191,12 @@ def barrier(strategy):
         return strategy.run(one)
 
     all_workers()
+    resolver = strategy.cluster_resolver
+    marks = [os.path.join(results_dir, f".done_{task}") for task in range(resolver.cluster_spec().num_tasks("worker"))]
+    open(marks[resolver.task_id], "w").close()
+    deadline = time.monotonic() + seconds
+    while not all(os.path.exists(mark) for mark in marks) and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def _exit_with_parent_or_deadline(parent, seconds):
@@ -322,6 +336,8 @@ def launch(args, argv):
         commands.append(("single", script + [_WORKER_FLAG, "single"], single_env))
         for name, _, _ in commands:
             _remove(os.path.join(results_dir, f"{name}.json"))
+        for i in range(args.workers):
+            _remove(os.path.join(results_dir, f".done_{i}"))  # a reused --results folder's marks
         show = "worker0" if args.verbose else None
         status = run_processes(commands, args.timeout, results_dir, show=show)
         failed = [name for name, code in status.items() if code != 0]

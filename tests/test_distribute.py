@@ -223,7 +223,7 @@ def _worker(name, results_dir):
     with open(os.path.join(results_dir, f"{name}.json"), "w") as f:
         json.dump(results, f)
     if multi_worker:
-        _launcher().barrier(strategy)
+        _launcher().barrier(strategy, results_dir)
 
 
 def _cluster(results_dir, workers=2):
