@@ -38,6 +38,15 @@ def alternating_medians(models, x, y, rounds, steps, warmup=3):
     return {name: statistics.median(t) for name, t in times.items()}
 
 
+def set_threads(n):
+    """n TensorFlow threads within and between ops (0 or None: TensorFlow's default); call before any op runs."""
+    if n:
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(n)
+        tf.config.threading.set_inter_op_parallelism_threads(n)
+
+
 def current_rss_kib():
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024

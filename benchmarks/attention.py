@@ -32,18 +32,10 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import machine, time_train_steps  # noqa: E402
+from _common import machine, set_threads, time_train_steps  # noqa: E402
 
 BATCH, DIM, HEADS, KEY_DIM, FF, CLASSES = 16, 64, 4, 16, 128, 10
 LIBRARIES = ("keras_bp", "keras")
-
-
-def _threads(n):
-    if n:
-        import tensorflow as tf
-
-        tf.config.threading.set_intra_op_parallelism_threads(n)
-        tf.config.threading.set_inter_op_parallelism_threads(n)
 
 
 def _model(library, length, jit):
@@ -132,7 +124,7 @@ def main():
                         help="TensorFlow intra- and inter-op threads (0: TensorFlow's default)")
     parser.add_argument("--memory-child", nargs=3, metavar=("LIBRARY", "LENGTH", "STEPS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    _threads(args.threads)
+    set_threads(args.threads)
     if args.memory_child:
         library, length, steps = args.memory_child
         _peak_memory_child(library, int(length), int(steps), args.jit)

@@ -29,18 +29,10 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import alternating_medians, machine, time_train_steps  # noqa: E402
+from _common import alternating_medians, machine, set_threads, time_train_steps  # noqa: E402
 
 BATCH, STEPS, FEATURES, UNITS, CLASSES = 64, 28, 28, 128, 10
 KINDS = ("SimpleRNN", "LSTM", "GRU")
-
-
-def _threads(n):
-    if n:
-        import tensorflow as tf
-
-        tf.config.threading.set_intra_op_parallelism_threads(n)
-        tf.config.threading.set_inter_op_parallelism_threads(n)
 
 
 def _model(library, kind, jit):
@@ -103,7 +95,7 @@ def main():
                         help="TensorFlow intra- and inter-op threads (0: TensorFlow's default)")
     parser.add_argument("--memory-child", nargs=3, metavar=("LIBRARY", "KIND", "STEPS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    _threads(args.threads)
+    set_threads(args.threads)
     if args.memory_child:
         library, kind, steps = args.memory_child
         _peak_memory_child(library, kind, int(steps), args.jit)
